@@ -1,0 +1,170 @@
+"""Wiring: the one place that builds the store, hub, writer, feeds and web app and runs them.
+
+`serve(config, task_status=...)` runs everything in one Trio process and reports the bound
+URL once the gateway accepts connections, so the CLI, tests and `gateway.testing` share it.
+Shutdown: stop accepting, end every stream with a final frame, flush the writer, exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from quart import current_app
+from quart_trio import QuartTrio
+
+from .auth import ConnectionCaps, KeyCache, RateLimiter
+from .config import Config
+from .core.board import Board
+from .core.model import Quote
+from .feeds.runner import run_feeds
+from .hub import SHUTDOWN, Hub
+from .store import Store, max_seq
+from .universe import Universe
+from .writer import Writer, wall_ms
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Gateway:
+    """Everything a request handler may need; attached to the Quart app."""
+
+    config: Config
+    store: Store
+    hub: Hub
+    writer: Writer
+    universe: Universe
+    board: Board
+    caps: ConnectionCaps = field(default_factory=ConnectionCaps)
+    key_cache: KeyCache = field(default_factory=KeyCache)
+    rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+    session_secret: bytes = b""
+    shutting_down: bool = False
+    stopped: trio.Event = field(default_factory=trio.Event)
+
+
+def current_gateway() -> Gateway:
+    gw: Gateway = current_app.config["GATEWAY"]
+    return gw
+
+
+def load_board(conn: sqlite3.Connection, board: Board) -> None:
+    """Rebuild the in-memory board from the stored current prices."""
+    rows = conn.execute(
+        "SELECT q.event_id, e.sport_key, e.home_team, e.away_team, e.commence_time_ms, q.bookmaker, "
+        "q.market_key, q.outcome, q.price, q.point, q.player, q.observed_ms "
+        "FROM quotes q JOIN events e ON e.id = q.event_id"
+    )
+    for r in rows:
+        board.apply(Quote(r[1], r[0], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10] or None, r[11]))
+
+
+def open_gateway(config: Config) -> Gateway:
+    store = Store(config.db_path())
+    universe = Universe.from_config(config)
+    board = Board()
+
+    def init(conn: sqlite3.Connection) -> int:
+        universe.seed(conn)
+        universe.load(conn)
+        load_board(conn, board)
+        return max_seq(conn)
+
+    last = store.write_fn_sync(init)
+    hub = Hub(config.streams.subscriber_buffer)
+    writer = Writer(store, hub, universe, board=board, next_seq=last + 1,
+                    batch_ms=config.streams.writer_batch_ms, max_batch_rows=config.streams.max_batch_rows)
+    for q in _all_quotes(board):  # baselines survive a restart: no drop is missed or invented
+        writer.detector.observe(q)
+    secret = config.server.session_secret.encode() or secrets.token_bytes(32)
+    return Gateway(config=config, store=store, hub=hub, writer=writer, universe=universe, board=board,
+                   session_secret=secret)
+
+
+def _all_quotes(board: Board) -> list[Quote]:
+    return [q for key in board.row_keys() for q in board.quotes(key)]
+
+
+def create_app(gw: Gateway) -> QuartTrio:
+    from .web import errors, ingest, rest, sse
+
+    app = QuartTrio("gateway")
+    app.config["GATEWAY"] = gw
+    app.config["RESPONSE_TIMEOUT"] = None  # streams are endless; Quart's default cuts them at 60 s
+    app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None
+    app.config["MAX_CONTENT_LENGTH"] = gw.config.server.max_body_bytes
+    errors.install(app)
+    for module in (rest, sse, ingest):
+        app.register_blueprint(module.bp)
+    return app
+
+
+async def _prune_forever(gw: Gateway) -> None:
+    from .store import prune_log
+
+    hours = gw.config.database.retention_hours
+    while True:
+        cutoff = wall_ms() - int(hours * 3600 * 1000)
+        deleted = await gw.store.write_fn(partial(prune_log, before_ms=cutoff))
+        if deleted:
+            logger.info("pruned %d stream-log rows older than %g h", deleted, hours)
+        await trio.sleep(gw.config.database.prune_interval_s)
+
+
+async def serve(
+    config: Config,
+    *,
+    feeds: bool = True,
+    shutdown: trio.Event | None = None,
+    record_path: Path | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the gateway until cancelled or until `shutdown` is set; report the base URL."""
+    gw = open_gateway(config)
+    if record_path is not None:
+        from .feeds.replay import Recorder
+
+        gw.writer.recorder = Recorder(record_path)
+    app = create_app(gw)
+    hc = HypercornConfig()
+    hc.bind = [f"{config.server.host}:{config.server.port}"]
+    hc.graceful_timeout = config.server.graceful_timeout_s
+    hc.accesslog = None  # our own access log redacts keys (web/errors.py)
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.keep_alive_timeout = 75
+    hc.websocket_ping_interval = config.streams.ws_ping_interval_s
+    stop = shutdown or trio.Event()
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        gw.shutting_down = True
+        gw.hub.close_all(SHUTDOWN)  # every stream writes its final frame and ends
+        await trio.sleep(0.05)
+
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def http(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+                await hypercorn_serve(app, hc, shutdown_trigger=shutdown_trigger,  # type: ignore[arg-type]
+                                      task_status=task_status)
+                nursery.cancel_scope.cancel()  # hypercorn has drained: stop feeds and writer
+
+            await nursery.start(gw.writer.run)
+            nursery.start_soon(_prune_forever, gw)
+            if feeds:
+                nursery.start_soon(run_feeds, config, gw.writer)
+            urls = await nursery.start(http)
+            task_status.started(urls[0])
+        with trio.CancelScope(shield=True):
+            await gw.writer.flush()
+    finally:
+        gw.stopped.set()
+        gw.store.close()

@@ -1,0 +1,182 @@
+"""API keys, tiers, per-key connection caps and request rate limits.
+
+Keys are random tokens shown once; only their SHA-256 is stored (a key has 192 bits of
+entropy, so a slow hash adds nothing). Lookups go by hash and are confirmed with a
+constant-time compare. Cap slots are objects whose release is idempotent, so every
+`finally` (and the garbage collector, for streams that never start) may release them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .config import TierConfig
+
+KEY_PREFIX = "gw_"
+CACHE_S = 2.0  # a revoked key stops working within this long
+SCOPES = ("ingest",)
+
+
+class KeyError_(ValueError):
+    """A key operation that cannot be done (unknown tier, duplicate name, no such key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: int
+    name: str
+    tier: str
+    scopes: frozenset[str]
+    prefix: str
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(24)
+
+
+def create_key(conn: sqlite3.Connection, *, name: str, tier: str, tiers: Mapping[str, TierConfig],
+               scopes: tuple[str, ...] = (), now_ms: int | None = None) -> str:
+    if tier not in tiers:
+        raise KeyError_(f"unknown tier {tier!r}: use one of {', '.join(tiers)}")
+    bad = [s for s in scopes if s not in SCOPES]
+    if bad:
+        raise KeyError_(f"unknown scope {bad[0]!r}: use one of {', '.join(SCOPES)}")
+    if not name.strip():
+        raise KeyError_("name must not be empty")
+    key = new_key()
+    try:
+        conn.execute(
+            "INSERT INTO api_keys (name, key_hash, prefix, tier, scopes, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+            (name, hash_key(key), key[:8], tier, ",".join(scopes), now_ms or int(time.time() * 1000)),
+        )
+    except sqlite3.IntegrityError:
+        raise KeyError_(f"a key named {name!r} already exists (revoke it first)") from None
+    return key
+
+
+def list_keys(conn: sqlite3.Connection) -> list[dict[str, object]]:
+    rows = conn.execute(
+        "SELECT name, prefix, tier, scopes, created_ms, revoked_ms FROM api_keys ORDER BY id"
+    ).fetchall()
+    return [
+        {"name": r[0], "prefix": r[1] + "...", "tier": r[2], "scopes": r[3], "created_ms": r[4],
+         "revoked": r[5] is not None}
+        for r in rows
+    ]
+
+
+def revoke_key(conn: sqlite3.Connection, key_or_name: str, now_ms: int | None = None) -> str:
+    """Revoke by full key or by name; returns the name revoked."""
+    row = conn.execute(
+        "SELECT id, name FROM api_keys WHERE (key_hash = ? OR name = ?) AND revoked_ms IS NULL",
+        (hash_key(key_or_name), key_or_name),
+    ).fetchone()
+    if row is None:
+        raise KeyError_(f"no active key matches {key_or_name[:8]!r}...")
+    conn.execute("UPDATE api_keys SET revoked_ms = ? WHERE id = ?", (now_ms or int(time.time() * 1000), row[0]))
+    return str(row[1])
+
+
+def delete_key_named(conn: sqlite3.Connection, name: str) -> None:
+    conn.execute("DELETE FROM api_keys WHERE name = ?", (name,))
+
+
+def lookup_key(conn: sqlite3.Connection, key: str) -> ApiKey | None:
+    digest = hash_key(key)
+    row = conn.execute(
+        "SELECT id, name, tier, scopes, prefix, key_hash FROM api_keys WHERE key_hash = ? AND revoked_ms IS NULL",
+        (digest,),
+    ).fetchone()
+    if row is None or not hmac.compare_digest(row[5], digest):
+        return None
+    return ApiKey(row[0], row[1], row[2], frozenset(s for s in row[3].split(",") if s), row[4])
+
+
+class KeyCache:
+    """Short-lived memory of lookups so a stream of requests does not hit SQLite each time."""
+
+    def __init__(self, ttl_s: float = CACHE_S) -> None:
+        self._ttl = ttl_s
+        self._entries: dict[str, tuple[float, ApiKey | None]] = {}
+
+    def get(self, digest: str, now: float) -> tuple[bool, ApiKey | None]:
+        hit = self._entries.get(digest)
+        if hit is None or now - hit[0] > self._ttl:
+            return False, None
+        return True, hit[1]
+
+    def put(self, digest: str, value: ApiKey | None, now: float) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[digest] = (now, value)
+
+
+class Slot:
+    """One held connection under a key's cap. `release` is idempotent."""
+
+    __slots__ = ("_caps", "key_id", "released")
+
+    def __init__(self, caps: ConnectionCaps, key_id: int) -> None:
+        self._caps = caps
+        self.key_id = key_id
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self._caps._release(self.key_id)
+
+
+class ConnectionCaps:
+    """Concurrent SSE+WS connections per key, one count shared by every stream."""
+
+    def __init__(self) -> None:
+        self.active: dict[int, int] = {}
+        self.rejections = 0
+
+    def try_acquire(self, key_id: int, limit: int) -> Slot | None:
+        n = self.active.get(key_id, 0)
+        if n >= limit:
+            self.rejections += 1
+            return None
+        self.active[key_id] = n + 1
+        return Slot(self, key_id)
+
+    def _release(self, key_id: int) -> None:
+        n = self.active.get(key_id, 0) - 1
+        if n <= 0:
+            self.active.pop(key_id, None)
+        else:
+            self.active[key_id] = n
+
+    def count(self, key_id: int) -> int:
+        return self.active.get(key_id, 0)
+
+
+class RateLimiter:
+    """Token bucket per key: `per_minute` requests, bursts up to a tenth of it (at least 10)."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, tuple[float, float]] = {}
+
+    def check(self, key_id: int, per_minute: int, now: float) -> float:
+        """Return 0 if allowed, else the seconds to wait before retrying."""
+        rate = per_minute / 60.0
+        burst = max(10.0, per_minute / 10.0)
+        tokens, last = self._buckets.get(key_id, (burst, now))
+        tokens = min(burst, tokens + (now - last) * rate)
+        if tokens >= 1.0:
+            self._buckets[key_id] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[key_id] = (tokens, now)
+        return (1.0 - tokens) / rate

@@ -1,0 +1,226 @@
+"""Strict configuration: config.toml -> frozen dataclasses; unknown keys are errors.
+
+`config_from_dict` is pure; `load_config` reads the file and resolves paths against the
+config file's directory. The CLI overrides a handful of values with `dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+FEED_TYPES = ("simulator", "replay", "the_odds_api", "nba_live")
+
+
+class ConfigError(ValueError):
+    """A config problem; the message names the table and key."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    cors_origins: tuple[str, ...] = ("*",)
+    max_body_bytes: int = 4 * 1024 * 1024
+    session_secret: str = ""  # empty: a random secret per start (sessions end at restart)
+    session_ttl_s: int = 12 * 3600
+    graceful_timeout_s: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseConfig:
+    path: str = "gateway.db"
+    retention_hours: float = 48.0
+    prune_interval_s: float = 300.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamsConfig:
+    heartbeat_s: int = 5
+    retry_ms: int = 2000
+    subscriber_buffer: int = 4096
+    writer_batch_ms: int = 5
+    max_batch_rows: int = 5000
+    ws_heartbeat_s: int = 30
+    ws_ping_interval_s: float = 10.0
+    ws_idle_timeout_s: float = 30.0
+    recent_drops: int = 200
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourcesConfig:
+    stale_after_s: float = 60.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoConfig:
+    print_key: bool = True
+    tier: str = "enterprise"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BooksConfig:
+    per_market: tuple[str, ...] = ()
+    game_line: tuple[str, ...] = ()
+
+    def coverage(self) -> dict[str, str]:
+        cov = {b: "per_market" for b in self.per_market}
+        cov.update({b: "game_line" for b in self.game_line})
+        return cov
+
+
+@dataclass(frozen=True, kw_only=True)
+class TierConfig:
+    max_connections: int
+    pbp_sse: bool
+    odds_streams: bool
+    requests_per_minute: int = 600
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedConfig:
+    type: str
+    name: str = ""  # the source name in source-health; defaults to the type
+    sports: tuple[str, ...] = ()
+    interval_s: float = 1.0
+    role: str = "primary"
+    seed: int | None = None  # simulator: fixed seed for reproducible data
+    events_per_sport: int = 4  # simulator
+    path: str = ""  # replay: JSONL file
+    speed: float = 1.0  # replay: 2.0 = twice as fast
+    loop: bool = False  # replay: start again at the end
+    base_url: str = ""
+    api_key: str = ""  # the_odds_api: prefer api_key_env
+    api_key_env: str = "ODDS_API_KEY"
+    regions: tuple[str, ...] = ("us",)
+    markets: tuple[str, ...] = ("h2h", "spreads", "totals")
+    bookmakers: tuple[str, ...] = ()
+    stale_after_s: float = 60.0
+
+    @property
+    def source(self) -> str:
+        return self.name or self.type
+
+
+DEFAULT_TIERS = {
+    "free": TierConfig(max_connections=1, pbp_sse=False, odds_streams=False, requests_per_minute=60),
+    "starter": TierConfig(max_connections=3, pbp_sse=True, odds_streams=False, requests_per_minute=120),
+    "pro": TierConfig(max_connections=25, pbp_sse=True, odds_streams=False, requests_per_minute=600),
+    "business": TierConfig(max_connections=100, pbp_sse=True, odds_streams=True, requests_per_minute=1200),
+    "enterprise": TierConfig(max_connections=1000, pbp_sse=True, odds_streams=True, requests_per_minute=6000),
+    "scale": TierConfig(max_connections=1000, pbp_sse=True, odds_streams=True, requests_per_minute=12000),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    streams: StreamsConfig = field(default_factory=StreamsConfig)
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    books: BooksConfig = field(default_factory=BooksConfig)
+    tiers: Mapping[str, TierConfig] = field(default_factory=lambda: dict(DEFAULT_TIERS))
+    feeds: tuple[FeedConfig, ...] = ()
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def db_path(self) -> str:
+        p = self.database.path
+        if p == ":memory:" or Path(p).is_absolute():
+            return p
+        return str(self.base_dir / p)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check `value` against a field's type hint; lists become tuples."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (
+        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
+    ):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type[T], table: Any, where: str) -> T:
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{where}] must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(table.keys() - fields.keys())
+    if unknown:
+        raise ConfigError(f"[{where}] unknown key(s): {', '.join(unknown)}")
+    kwargs = {k: _coerce(v, hints[k], f"[{where}] {k}") for k, v in table.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required key is missing
+        raise ConfigError(f"[{where}] {exc}") from None
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Config:
+    known = {"server", "database", "streams", "sources", "demo", "books", "tiers", "feeds"}
+    unknown = sorted(data.keys() - known)
+    _check(not unknown, f"unknown top-level key(s): {', '.join(unknown)}")
+    parts: dict[str, Any] = {}
+    for name, cls in (("server", ServerConfig), ("database", DatabaseConfig), ("streams", StreamsConfig),
+                      ("sources", SourcesConfig), ("demo", DemoConfig), ("books", BooksConfig)):
+        if name in data:
+            parts[name] = _build(cls, data[name], name)
+    if "tiers" in data:
+        _check(isinstance(data["tiers"], dict) and bool(data["tiers"]), "[tiers] must be a non-empty table")
+        parts["tiers"] = {k: _build(TierConfig, v, f"tiers.{k}") for k, v in data["tiers"].items()}
+    if "feeds" in data:
+        _check(isinstance(data["feeds"], list), "feeds must be an array of tables ([[feeds]])")
+        feeds = tuple(_build(FeedConfig, t, f"feeds[{i}]") for i, t in enumerate(data["feeds"]))
+        for i, f in enumerate(feeds):
+            _check(f.type in FEED_TYPES,
+                   f"[feeds[{i}]] type: unknown feed type {f.type!r} (use {', '.join(FEED_TYPES)})")
+            _check(f.interval_s > 0, f"[feeds[{i}]] interval_s must be > 0")
+            _check(f.speed > 0, f"[feeds[{i}]] speed must be > 0")
+            _check(f.role in ("primary", "secondary"), f"[feeds[{i}]] role must be primary or secondary")
+            _check(f.type != "replay" or bool(f.path), f"[feeds[{i}]] path is required for a replay feed")
+        parts["feeds"] = feeds
+    cfg = Config(**parts, base_dir=base_dir or Path.cwd())
+    s = cfg.streams
+    _check(1 <= s.heartbeat_s <= 30, "[streams] heartbeat_s must be between 1 and 30")
+    _check(s.subscriber_buffer >= 16, "[streams] subscriber_buffer must be >= 16")
+    _check(cfg.demo.tier in cfg.tiers, f"[demo] tier: unknown tier {cfg.demo.tier!r}")
+    both = set(cfg.books.per_market) & set(cfg.books.game_line)
+    _check(not both, f"[books] listed as both per_market and game_line: {', '.join(sorted(both))}")
+    _check(0 <= cfg.server.port <= 65535, "[server] port must be between 0 and 65535")
+    return cfg
+
+
+def load_config(path: Path) -> Config:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return config_from_dict(data, base_dir=path.resolve().parent)

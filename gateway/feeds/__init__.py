@@ -1,0 +1,1 @@
+"""Feed adapters: nursery tasks that turn a source into Quote/Play batches for a Sink."""

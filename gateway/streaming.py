@@ -1,0 +1,193 @@
+"""A stream session, independent of transport: connect, snapshot or resume, then live.
+
+Resume without gap or duplicate: replay from the store up to its head without holding a
+subscription (no buffer pressure however long the replay), then subscribe, replay once
+more what committed meanwhile, and from then on drop live frames with ids already sent.
+Both SSE and WebSocket consume `StreamSession.frames()`, which yields lists of frames so
+transports can write everything queued in one send.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from functools import partial
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .core.board import Board, RowKey
+from .core.filters import Filter
+from .core.frames import Frame
+from .hub import SLOW_CONSUMER, Subscriber
+from .store import LogRow, pruned_through, read_log
+from .writer import LIVE_WINDOW_MS, wall_ms
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+REPLAY_CHUNK = 5000
+MAX_COALESCE = 512  # frames per write; bounds one write's size and latency
+
+
+@dataclass
+class StreamPlan:
+    streams: tuple[str, ...]
+    sports: frozenset[str] | None
+    filter: Filter
+    heartbeat_s: float
+    connected: dict[str, Any]
+    snapshot: Callable[[], Awaitable[dict[str, Any] | None]] | None = None
+    last_event_id: int | None = None
+    bad_last_event_id: bool = False  # a Last-Event-ID header that is not a number
+    transport: str = "sse"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def frame_from_row(r: LogRow) -> Frame:
+    return Frame(seq=r.seq, stream=r.stream, payload=json.loads(r.payload), text=r.payload, live=r.live)
+
+
+def heartbeat(connections: int) -> Frame:
+    return Frame.control({"type": "heartbeat", "timestamp": wall_ms(), "connections": connections})
+
+
+def reset_frame(reason: str) -> Frame:
+    return Frame.control({"type": "stream_status", "status": "reset", "reason": reason,
+                          "fresh_snapshot_required_to_clear": True, "timestamp": wall_ms()})
+
+
+def final_frame(reason: str) -> Frame:
+    if reason == SLOW_CONSUMER:
+        return Frame.control({"type": "error", "error": "slow_consumer",
+                              "message": "this client fell too far behind and was cut off; reconnect "
+                                         "with Last-Event-ID to resume without loss",
+                              "timestamp": wall_ms()})
+    return Frame.control({"type": "stream_status", "status": "closing", "reason": reason,
+                          "message": "the gateway is going away; reconnect with Last-Event-ID to resume",
+                          "timestamp": wall_ms()})
+
+
+class StreamSession:
+    def __init__(self, gw: Gateway, plan: StreamPlan) -> None:
+        self.gw = gw
+        self.plan = plan
+        self.sub: Subscriber | None = None
+        self.cursor = 0  # highest id sent; live frames at or below it were replayed already
+
+    def close(self) -> None:
+        if self.sub is not None:
+            self.gw.hub.unsubscribe(self.sub)
+
+    async def resume_problem(self, last_id: int) -> str | None:
+        if last_id > self.gw.writer.last_seq:
+            return "unknown_id"
+        floor = await self.gw.store.read(pruned_through)
+        return "resume_window_exceeded" if last_id < floor else None
+
+    async def _replay(self) -> AsyncGenerator[list[Frame], None]:
+        plan, flt = self.plan, self.plan.filter
+        while True:
+            after = self.cursor
+            rows = await self.gw.store.read(partial(read_log, after=after, streams=plan.streams,
+                                                    sports=plan.sports, limit=REPLAY_CHUNK))
+            if not rows:
+                return
+            self.cursor = rows[-1].seq
+            chunk = [f for f in map(frame_from_row, rows) if flt.matches(f)]
+            if chunk:
+                yield chunk
+            if len(rows) < REPLAY_CHUNK:
+                return
+
+    async def frames(self) -> AsyncGenerator[list[Frame], None]:
+        plan, hub = self.plan, self.gw.hub
+        yield [Frame.control(plan.connected)]
+        resuming = False
+        if plan.bad_last_event_id:
+            yield [reset_frame("unknown_id")]
+        elif plan.last_event_id is not None:
+            problem = await self.resume_problem(plan.last_event_id)
+            if problem:
+                yield [reset_frame(problem)]
+            else:
+                resuming = True
+                self.cursor = plan.last_event_id
+                async with aclosing(self._replay()) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+        self.sub = sub = hub.subscribe(plan.streams, plan.sports, plan.filter, transport=plan.transport)
+        try:
+            if resuming:
+                async with aclosing(self._replay()) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+            elif plan.snapshot is not None:
+                snap = await plan.snapshot()
+                if snap is not None:
+                    yield [Frame.control(snap)]
+            async with aclosing(self._live(sub)) as live:
+                async for batch in live:
+                    yield batch
+        finally:
+            hub.unsubscribe(sub)
+
+    async def _live(self, sub: Subscriber) -> AsyncGenerator[list[Frame], None]:
+        receive = sub.receive
+        while True:
+            batch: list[Frame] = []
+            with trio.move_on_after(self.plan.heartbeat_s):
+                try:
+                    batch.append(await receive.receive())
+                except trio.EndOfChannel:
+                    pass
+            if sub.cut_reason is not None:
+                yield [final_frame(sub.cut_reason)]
+                return
+            if not batch:
+                yield [heartbeat(len(self.gw.hub))]
+                continue
+            while len(batch) < MAX_COALESCE:
+                try:
+                    batch.append(receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            if self.cursor:
+                cursor = self.cursor
+                batch = [f for f in batch if f.seq is None or f.seq > cursor]
+                if not batch:
+                    continue
+            yield batch
+
+
+def odds_snapshot(board: Board, sports: frozenset[str] | None, flt: Filter, *, now: int, max_age_s: int,
+                  since: int | None, limit: int, final: set[str]) -> tuple[list[dict[str, Any]], bool]:
+    """Current OddsRows matching a connection, newest first; (rows, truncated)."""
+    picked: list[tuple[int, RowKey]] = []
+    oldest = now - max_age_s * 1000
+    for key in board.row_keys():
+        event_id, book, kind, _player, _market = key
+        ev = board.events[event_id]
+        if sports is not None and ev.sport_key not in sports:
+            continue
+        if flt.event_ids is not None and event_id not in flt.event_ids:
+            continue
+        if flt.bookmakers is not None and book not in flt.bookmakers:
+            continue
+        if flt.kinds is not None and kind not in flt.kinds:
+            continue
+        if flt.markets is not None and flt.markets.isdisjoint(m for m, _ in board.cells(key)):
+            continue
+        if flt.live_only and not (ev.commence_time_ms <= now < ev.commence_time_ms + LIVE_WINDOW_MS
+                                  and event_id not in final):
+            continue
+        last = board.last_update(key)
+        if last < oldest or (since is not None and last <= since):
+            continue
+        picked.append((last, key))
+    picked.sort(reverse=True)
+    return [board.row(k) for _, k in picked[:limit]], len(picked) > limit
+
+

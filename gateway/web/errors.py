@@ -1,0 +1,89 @@
+"""Request ids, the error envelope for every failure, CORS, and a key-redacting access log."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+
+from quart import Response, g, jsonify, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from .common import ApiError
+
+logger = logging.getLogger("gateway.access")
+app_logger = logging.getLogger("gateway.web")
+
+_SECRET_PARAMS = re.compile(r"(?i)((?:api_?key|apikey)=)[^&\s]*")
+CORS_HEADERS = "X-API-Key, Authorization, Last-Event-ID, Content-Type, X-Request-ID"
+
+
+def redact(text: str) -> str:
+    """Hide key values in a query string: `apiKey=gw_abc` -> `apiKey=***`."""
+    return _SECRET_PARAMS.sub(r"\1***", text)
+
+
+def _error_response(exc: ApiError) -> Response:
+    rid = getattr(g, "request_id", "") or secrets.token_hex(16)
+    resp = jsonify(exc.body(rid))
+    resp.status_code = exc.status
+    for k, v in exc.headers.items():
+        resp.headers[k] = v
+    return resp
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 400: "bad_request"}
+
+
+def install(app: QuartTrio) -> None:
+    from ..app import current_gateway
+
+    @app.before_request
+    async def start() -> None:
+        g.request_id = request.headers.get("X-Request-ID", "")[:64] or secrets.token_hex(16)
+        g.started = time.perf_counter()
+        if current_gateway().shutting_down:
+            raise ApiError(503, "unavailable", "the gateway is shutting down", headers={"Retry-After": "5"})
+
+    @app.after_request
+    async def finish(resp: Response) -> Response:
+        resp.headers["X-Request-ID"] = getattr(g, "request_id", "")
+        origin = request.headers.get("Origin")
+        allowed = current_gateway().config.server.cors_origins
+        if origin and not request.path.startswith(("/dashboard", "/ws/live", "/v1/ws/live", "/v1/session")):
+            if "*" in allowed:
+                resp.headers["Access-Control-Allow-Origin"] = "*"
+            elif origin in allowed:
+                resp.headers["Access-Control-Allow-Origin"] = origin
+                resp.headers["Vary"] = "Origin"
+            resp.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+            resp.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After"
+            resp.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
+        ms = (time.perf_counter() - getattr(g, "started", time.perf_counter())) * 1000
+        logger.info('%s "%s %s" %s %.1fms key=%s rid=%s', request.remote_addr, request.method,
+                    redact(request.full_path.rstrip("?")), resp.status_code, ms,
+                    getattr(g, "key_name", "-"), getattr(g, "request_id", ""))
+        return resp
+
+    @app.errorhandler(ApiError)
+    async def api_error(exc: ApiError) -> Response:
+        return _error_response(exc)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        message = exc.description or exc.name
+        if isinstance(exc, RequestEntityTooLarge):
+            message = "request body too large"
+        if code == 404:
+            message = f"no route for {request.method} {request.path}"
+        return _error_response(ApiError(code, _HTTP_CODES.get(code, "http_error"), message))
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Response:
+        app_logger.exception("unhandled error on %s %s", request.method, redact(request.path))
+        return _error_response(ApiError(500, "internal", "internal error; the request id is in the logs"))
+
+

@@ -1,0 +1,265 @@
+"""REST polling in The Odds API v4 shapes (also under /v4), health and readiness."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from quart import Blueprint, Response, jsonify
+
+from ..app import current_gateway
+from ..core.filters import ParamError, csv, int_param, one, parse_filter, parse_sports
+from ..core.frames import DROP, Frame
+from ..core.time import ms_from_iso
+from ..core.toa import OddsQuery, event_json, odds_events
+from ..store import recent_log
+from ..writer import LIVE_WINDOW_MS, wall_ms
+from .common import ApiError, authenticate, bad_param, check_sport, params
+
+bp = Blueprint("rest", __name__)
+
+REGIONS = {"us", "us2", "uk", "eu", "fr", "au", "ca", "mx", "latam", "br", "asia"}
+GAME_MARKETS = ("h2h", "spreads", "totals")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _both(rule: str, **kw: Any) -> Callable[[F], F]:
+    """Register a route under /v1 and its The Odds API twin under /v4."""
+    def deco(fn: F) -> F:
+        bp.add_url_rule("/v1" + rule, f"v1{fn.__name__}", fn, **kw)
+        bp.add_url_rule("/v4" + rule, f"v4{fn.__name__}", fn, **kw)
+        return fn
+    return deco
+
+
+@bp.get("/healthz")
+async def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+async def readyz() -> Any:
+    gw = current_gateway()
+    ok = gw.store.open and gw.writer.running
+    body = {"status": "ready" if ok else "not_ready", "store": gw.store.open, "writer": gw.writer.running}
+    if not ok:
+        raise ApiError(503, "unavailable", "store not open or writer not running",
+                       store=gw.store.open, writer=gw.writer.running)
+    return jsonify(body)
+
+
+@_both("/sports")
+async def sports() -> Response:
+    await authenticate()
+    gw = current_gateway()
+    show_all = one(params(), "all") in ("true", "1")
+    rows = [
+        {"key": s.key, "group": s.group, "title": s.title, "description": s.description,
+         "active": s.key in gw.universe.active_sports, "has_outrights": s.has_outrights}
+        for s in gw.universe.sports.values()
+        if show_all or s.key in gw.universe.active_sports
+    ]
+    rows.sort(key=lambda r: (r["group"], r["key"]))
+    return jsonify(rows)
+
+
+def _odds_query(sport_key: str, *, default_format: str, markets_default: str = "h2h") -> OddsQuery:
+    gw = current_gateway()
+    p = params()
+    try:
+        regions = csv(p, "regions")
+        if regions and (bad := [r for r in regions if r not in REGIONS]):
+            raise ParamError("regions", f"unknown region: {', '.join(bad)}")
+        markets = csv(p, "markets") or [markets_default]
+        if bad := [m for m in markets if m not in GAME_MARKETS]:
+            raise ParamError("markets", f"not a game market: {', '.join(bad)} (use h2h, spreads, totals; "
+                             "player markets are under /props)")
+        fmt = one(p, "oddsFormat") or default_format
+        if fmt not in ("decimal", "american"):
+            raise ParamError("oddsFormat", f"must be decimal or american, got {fmt!r}")
+        date_format = one(p, "dateFormat") or "iso"
+        if date_format not in ("iso", "unix"):
+            raise ParamError("dateFormat", f"must be iso or unix, got {date_format!r}")
+        books = csv(p, "bookmakers")
+        if books and (bad := [b for b in books if b not in gw.universe.coverage]):
+            raise ParamError("bookmakers", f"unknown bookmaker: {', '.join(bad)}")
+        event_ids = csv(p, "eventIds")
+        return OddsQuery(
+            sport_key=sport_key, markets=markets, bookmakers=books, event_ids=event_ids,
+            commence_from_ms=_time_param(p, "commenceTimeFrom"), commence_to_ms=_time_param(p, "commenceTimeTo"),
+            odds_format=fmt, date_format=date_format,
+        )
+    except ParamError as exc:
+        raise bad_param(exc) from None
+
+
+def _time_param(p: Any, name: str) -> int | None:
+    text = one(p, name)
+    if not text:
+        return None
+    try:
+        return ms_from_iso(text)
+    except ValueError:
+        raise ParamError(name, f"must be an ISO-8601 time such as 2026-05-12T22:30:00Z, got {text!r}") from None
+
+
+@_both("/sports/<sport_key>/events")
+async def events(sport_key: str) -> Response:
+    await authenticate()
+    gw = current_gateway()
+    check_sport(gw, sport_key)
+    q = _odds_query(sport_key, default_format="decimal")
+    title = gw.universe.sports[sport_key].title
+    from ..core.toa import event_matches
+
+    evs = sorted((e for e in gw.board.events.values() if event_matches(e, q)),
+                 key=lambda e: (e.commence_time_ms, e.id))
+    return jsonify([event_json(e, title, q.date_format) for e in evs])
+
+
+@_both("/sports/<sport_key>/odds")
+async def odds(sport_key: str) -> Response:
+    await authenticate()
+    gw = current_gateway()
+    check_sport(gw, sport_key)
+    q = _odds_query(sport_key, default_format="decimal")
+    body = odds_events(gw.board, q, gw.universe.sports[sport_key].title, gw.universe.book_title)
+    return jsonify(body)
+
+
+@bp.get("/v1/sports/<sport_key>/live")
+async def live(sport_key: str) -> Response:
+    await authenticate()
+    gw = current_gateway()
+    check_sport(gw, sport_key)
+    q = _odds_query(sport_key, default_format="american")
+    now = wall_ms()
+    final = gw.writer.final_matches
+
+    def in_play(ev: Any) -> bool:
+        return bool(ev.commence_time_ms <= now < ev.commence_time_ms + LIVE_WINDOW_MS and ev.id not in final)
+
+    body = odds_events(gw.board, q, gw.universe.sports[sport_key].title, gw.universe.book_title, in_play)
+    return jsonify(body)
+
+
+@bp.get("/v1/sports/<sport_key>/props")
+async def props(sport_key: str) -> Response:
+    await authenticate()
+    gw = current_gateway()
+    check_sport(gw, sport_key)
+    p = params()
+    try:
+        markets = csv(p, "markets")
+        if markets and (bad := [m for m in markets if m not in gw.universe.markets or m in GAME_MARKETS]):
+            raise ParamError("markets", f"unknown player market: {', '.join(bad)}")
+        books = csv(p, "bookmakers")
+        if books and (bad := [b for b in books if b not in gw.universe.coverage]):
+            raise ParamError("bookmakers", f"unknown bookmaker: {', '.join(bad)}")
+        fmt = one(p, "oddsFormat") or "american"
+        if fmt not in ("decimal", "american"):
+            raise ParamError("oddsFormat", f"must be decimal or american, got {fmt!r}")
+        limit = int_param(p, "limit", 5000, 1, 10000)
+        offset = int_param(p, "offset", 0, 0, 10000)
+    except ParamError as exc:
+        raise bad_param(exc) from None
+    player = (one(p, "player") or "").lower()
+    event_id = one(p, "eventId", "event_id")
+    rows = []
+    for key in gw.board.row_keys():
+        ev_id, book, kind, who, market = key
+        if kind != "prop" or gw.board.events[ev_id].sport_key != sport_key:
+            continue
+        if (markets and market not in markets) or (books and book not in books) or (event_id and ev_id != event_id):
+            continue
+        if player and player not in who.lower():
+            continue
+        row = gw.board.row(key)
+        if fmt == "decimal":
+            from ..core.odds import format_price
+
+            for f in ("over_price", "under_price"):
+                if row[f] is not None:
+                    row[f] = format_price(row[f], "decimal")  # type: ignore[arg-type]
+        rows.append(row)
+    rows.sort(key=lambda r: (str(r["event_id"]), str(r["player"]), str(r["market_key"]), str(r["bookmaker"])))
+    page = rows[offset:offset + limit]
+    resp = jsonify(page)
+    resp.headers.update({"x-result-row-count": str(len(rows)), "x-result-limit": str(limit),
+                         "x-result-offset": str(offset),
+                         "x-result-has-more": "true" if offset + limit < len(rows) else "false"})
+    return resp
+
+
+@bp.get("/v1/sports/<sport_key>/live/points")
+async def live_points(sport_key: str) -> Response:
+    await authenticate()
+    gw = current_gateway()
+    check_sport(gw, sport_key)
+    match_id = one(params(), "match_id", "event_id")
+    rows = await gw.store.read(lambda conn: live_state_rows(conn, sport_key, match_id))
+    return jsonify(rows)
+
+
+def live_state_rows(conn: Any, sport_key: str, match_id: str | None, *,
+                    live_only: bool = False) -> list[dict[str, Any]]:
+    sql = "SELECT * FROM live_state WHERE sport_key = ?"
+    args: list[Any] = [sport_key]
+    if match_id and match_id != "*":
+        sql += " AND match_id = ?"
+        args.append(match_id)
+    if live_only:
+        sql += " AND status != 'final'"
+    out = []
+    for r in conn.execute(sql + " ORDER BY updated_ms DESC", args):
+        out.append({"type": "live_state", "match_id": r[0], "sport_key": r[1], "home_team": r[2],
+                    "away_team": r[3], "score_a": r[4], "score_b": r[5],
+                    "state": {"period": r[6], "clock": r[7], "status": r[8]}, "source": r[9],
+                    "last_play": r[10], "timestamp": r[11]})
+    return out
+
+
+@bp.get("/v1/sports/<sport_key>/live/source-health")
+async def source_health(sport_key: str) -> Response:
+    await authenticate()
+    gw = current_gateway()
+    check_sport(gw, sport_key)
+    try:
+        from ..core.filters import bool_param
+
+        degraded = bool_param(params(), "degraded_only", False)
+    except ParamError as exc:
+        raise bad_param(exc) from None
+    rows = gw.writer.freshness.rows(sport_key, wall_ms(), gw.config.sources.stale_after_s)
+    if degraded:
+        rows = [r for r in rows if r["status"] == "stale"]
+    return jsonify({"sport_key": sport_key, "count": len(rows), "results": rows})
+
+
+@bp.get("/v1/odds-drop/<sport_key>/recent")
+async def recent_drops(sport_key: str) -> Response:
+    await authenticate()
+    gw = current_gateway()
+    p = params()
+    catalog = gw.universe.catalog()
+    try:
+        sports = parse_sports(p, sport_key, catalog)
+        flt = parse_filter(p, catalog, drops=True)
+        limit = int_param(p, "limit", 100, 1, 1000)
+    except ParamError as exc:
+        raise bad_param(exc) from None
+    scan = max(limit * 20, gw.config.streams.recent_drops)
+    rows = await gw.store.read(lambda conn: recent_log(conn, DROP, sports, scan))
+    out = []
+    for r in rows:
+        payload = json.loads(r.payload)
+        if flt.matches(Frame(seq=r.seq, stream=DROP, payload=payload, text=r.payload, live=r.live)):
+            out.append(payload)
+            if len(out) >= limit:
+                break
+    return jsonify(out)
+
+

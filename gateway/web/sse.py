@@ -1,0 +1,180 @@
+"""SSE endpoints: play-by-play, odds and drops. Thin: parse, gate, then stream a session.
+
+Policy: every parameter is validated before the stream starts (400 naming it); the cap
+slot is taken before the response and released however the stream ends, including when
+it never starts (the body's finaliser releases it). Each write carries every frame queued
+for this client.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+
+from quart import Blueprint, Response, make_response, request
+
+from ..app import Gateway, current_gateway
+from ..auth import ApiKey, Slot
+from ..core.filters import Filter, ParamError, Params, bool_param, int_param, one, parse_filter, parse_sports
+from ..core.frames import DROP, ODDS, PBP, sse_retry
+from ..streaming import StreamPlan, StreamSession, odds_snapshot
+from ..writer import wall_ms
+from .common import ApiError, authenticate, bad_param, params, require_stream_tier
+from .rest import live_state_rows
+
+bp = Blueprint("sse", __name__)
+
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def acquire_slot(gw: Gateway, api_key: ApiKey) -> Slot:
+    limit = gw.config.tiers[api_key.tier].max_connections
+    slot = gw.caps.try_acquire(api_key.id, limit)
+    if slot is None:
+        raise ApiError(429, "connection_cap", f"this key already holds {limit} concurrent streams "
+                       f"(tier {api_key.tier}); close one or upgrade", headers={"Retry-After": "5"},
+                       limit=limit, retry_after_seconds=5)
+    return slot
+
+
+def resume_params(p: Params, header: str | None) -> tuple[int | None, bool]:
+    """(last_event_id, header_was_garbage). The query parameter must be valid; a header is
+    whatever a browser echoes back, so a bad one becomes a reset frame rather than a 400."""
+    text = one(p, "last_event_id")
+    if text:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ParamError("last_event_id", f"must be a non-negative integer, got {text!r}") from None
+        if value < 0:
+            raise ParamError("last_event_id", "must be a non-negative integer")
+        return value, False
+    if header:
+        return (int(header), False) if header.strip().isdigit() else (None, True)
+    return None, False
+
+
+def common_params(gw: Gateway, p: Params, *, named_default: bool) -> tuple[int, bool, int | None, bool]:
+    heartbeat_s = int_param(p, "heartbeat_s", gw.config.streams.heartbeat_s, 1, 30)
+    named = bool_param(p, "named_events", named_default)
+    last_id, bad_header = resume_params(p, request.headers.get("Last-Event-ID"))
+    return heartbeat_s, named, last_id, bad_header
+
+
+async def stream(gw: Gateway, api_key: ApiKey, plan: StreamPlan, *, named: bool) -> Response:
+    slot = acquire_slot(gw, api_key)
+    session = StreamSession(gw, plan)
+    retry = sse_retry(gw.config.streams.retry_ms)
+
+    async def body() -> AsyncGenerator[bytes, None]:
+        try:
+            async with aclosing(session.frames()) as batches:
+                first = True
+                async for batch in batches:
+                    data = b"".join(f.sse(named) for f in batch)
+                    yield retry + data if first else data
+                    first = False
+        finally:
+            session.close()
+            slot.release()
+
+    gen = body()
+    weakref.finalize(gen, slot.release)  # a stream that never starts still frees its slot
+    resp = await make_response(gen, 200, SSE_HEADERS)
+    assert isinstance(resp, Response)
+    resp.timeout = None
+    return resp
+
+
+def connected(api_key: ApiKey, stream_name: str, sports: frozenset[str] | None, flt: Filter,
+              path_sport: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "connected", "stream": stream_name, "sport_key": path_sport,
+            "sports": sorted(sports) if sports is not None else "all", "tier": api_key.tier,
+            "filters": flt.describe(), "push_mode": "raw", "min_push_interval_s": 0.0,
+            "timestamp": wall_ms(), **extra}
+
+
+@bp.get("/v1/sports/<sport_key>/live/sse")
+async def pbp_sse(sport_key: str) -> Response:
+    api_key = await authenticate()
+    gw = current_gateway()
+    require_stream_tier(gw, api_key, pbp=True, what="the play-by-play stream")
+    p = params()
+    catalog = gw.universe.catalog()
+    try:
+        sports = parse_sports({}, sport_key, catalog)
+        flt = parse_filter(p, catalog)
+        heartbeat_s, named, last_id, bad = common_params(gw, p, named_default=True)
+    except ParamError as exc:
+        raise bad_param(exc) from None
+    match_id = one(p, "match_id", "event_id")
+
+    async def snapshot() -> dict[str, Any]:
+        rows = await gw.store.read(lambda conn: live_state_rows(conn, sport_key, match_id, live_only=True))
+        return {"type": "initial_state", "sport_key": sport_key, "timestamp": wall_ms(), "count": len(rows),
+                "data": rows}
+
+    plan = StreamPlan((PBP,), sports, flt, heartbeat_s, connected(api_key, "pbp", sports, flt, sport_key),
+                      snapshot, last_id, bad)
+    return await stream(gw, api_key, plan, named=named)
+
+
+@bp.get("/v1/sse/odds/<sport_key>")
+@bp.get("/v1/sse/hot/<sport_key>")
+async def odds_sse(sport_key: str) -> Response:
+    api_key = await authenticate()
+    gw = current_gateway()
+    require_stream_tier(gw, api_key, pbp=False, what="the odds stream")
+    plan, named = odds_plan(gw, api_key, sport_key, params())
+    return await stream(gw, api_key, plan, named=named)
+
+
+def odds_plan(gw: Gateway, api_key: ApiKey, sport_key: str, p: Params, *, transport: str = "sse",
+              live_only: bool = False, heartbeat_default: int | None = None) -> tuple[StreamPlan, bool]:
+    catalog = gw.universe.catalog()
+    try:
+        sports = parse_sports({}, sport_key, catalog)
+        flt = parse_filter(p, catalog)
+        if live_only:
+            flt = Filter(event_ids=flt.event_ids, bookmakers=flt.bookmakers, markets=flt.markets,
+                         kinds=flt.kinds, threshold=1, live_only=True)
+        heartbeat_s, named, last_id, bad = common_params(gw, p, named_default=False)
+        if heartbeat_default is not None and one(p, "heartbeat_s") is None:
+            heartbeat_s = heartbeat_default
+        limit = int_param(p, "limit", 500, 1, 1000)
+        max_age_s = int_param(p, "max_age_s", 600, 1, 3600)
+        since_text = one(p, "since")
+        since = int_param(p, "since", 0, 0, 2**53) if since_text else None
+    except ParamError as exc:
+        raise bad_param(exc) from None
+
+    async def snapshot() -> dict[str, Any]:
+        now = wall_ms()
+        rows, truncated = odds_snapshot(gw.board, sports, flt, now=now, max_age_s=max_age_s, since=since,
+                                        limit=limit, final=gw.writer.final_matches)
+        return {"type": "initial_state", "sport_key": sport_key, "timestamp": now, "count": len(rows),
+                "data": rows, "since": since, "truncated": truncated, "snapshot_complete": not truncated}
+
+    info = connected(api_key, "odds", sports, flt, sport_key)
+    plan = StreamPlan((ODDS,), sports, flt, heartbeat_s, info, snapshot, last_id, bad, transport)
+    return plan, named
+
+
+@bp.get("/v1/odds-drop/<sport_key>")
+async def drops_sse(sport_key: str) -> Response:
+    api_key = await authenticate()
+    gw = current_gateway()
+    require_stream_tier(gw, api_key, pbp=False, what="the drop stream")
+    p = params()
+    catalog = gw.universe.catalog()
+    try:
+        sports = parse_sports(p, sport_key, catalog)
+        flt = parse_filter(p, catalog, drops=True)
+        heartbeat_s, named, last_id, bad = common_params(gw, p, named_default=False)
+    except ParamError as exc:
+        raise bad_param(exc) from None
+    plan = StreamPlan((DROP,), sports, flt, heartbeat_s, connected(api_key, "drops", sports, flt, sport_key),
+                      None, last_id, bad)
+    return await stream(gw, api_key, plan, named=named)

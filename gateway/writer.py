@@ -1,0 +1,235 @@
+"""The writer: the one task that turns ingested records into stored, published frames.
+
+Flow per batch (a few ms of ingest): board + drop detection (pure core) -> one SQLite
+transaction in a worker thread (quotes, events, live state, stream log with ids) ->
+after COMMIT, publish the frames to the hub. Persist, then publish: any frame a client
+sees is already in the store, so resuming by id is exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from .core.board import Board, RowKey
+from .core.drops import DropDetector
+from .core.frames import DROP, ODDS, PBP, Frame, drop_payload, dumps, odds_payload, pbp_payload
+from .core.freshness import Freshness
+from .core.model import Play, Quote
+from .hub import Hub
+from .store import LogRow, Store, WriteBatch
+from .universe import Universe
+
+logger = logging.getLogger(__name__)
+
+# an event counts as in play from its start until this long after it (unless a play says final)
+LIVE_WINDOW_MS = 4 * 3600 * 1000
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class _Item:
+    quotes: list[Quote] = field(default_factory=list)
+    plays: list[Play] = field(default_factory=list)
+    source: str = ""
+    done: trio.Event | None = None
+
+
+class Writer:
+    """Owns the board, the drop detector and the sequence counter. Implements feeds' Sink."""
+
+    def __init__(
+        self,
+        store: Store,
+        hub: Hub,
+        universe: Universe,
+        *,
+        board: Board,
+        next_seq: int,
+        batch_ms: int = 5,
+        max_batch_rows: int = 5000,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.store, self.hub, self.universe, self.board = store, hub, universe, board
+        self.detector = DropDetector(universe.coverage)
+        self.freshness = Freshness()
+        self.final_matches: set[str] = set()
+        self._next_seq = next_seq
+        self._batch_s = batch_ms / 1000
+        self._max_rows = max_batch_rows
+        self._clock = clock
+        self._send, self._receive = trio.open_memory_channel[_Item](1024)
+        self.running = False
+        self.rows_committed = 0
+        self.batches = 0
+        self.last_batch_ms = 0.0
+        self.on_commit: list[Callable[[list[Frame]], None]] = []
+        self.recorder: Any = None  # feeds.replay.Recorder when `gateway record` runs
+
+    @property
+    def last_seq(self) -> int:
+        return self._next_seq - 1
+
+    # -- Sink ------------------------------------------------------------------------------
+    async def submit_quotes(self, quotes: list[Quote], *, source: str) -> None:
+        if quotes:
+            await self._send.send(_Item(quotes=quotes, source=source))
+
+    async def submit_plays(self, plays: list[Play]) -> None:
+        if plays:
+            await self._send.send(_Item(plays=plays))
+
+    async def submit_and_wait(self, quotes: list[Quote], plays: list[Play], *, source: str) -> None:
+        """Queue records and return once they are committed and published."""
+        done = trio.Event()
+        await self._send.send(_Item(quotes=quotes, plays=plays, source=source, done=done))
+        await done.wait()
+
+    # -- the task ----------------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.running = True
+        task_status.started()
+        try:
+            while True:
+                items = [await self._receive.receive()]
+                rows = len(items[0].quotes) + len(items[0].plays)
+                deadline = trio.current_time() + self._batch_s
+                while rows < self._max_rows:
+                    with trio.move_on_at(deadline):
+                        item = await self._receive.receive()
+                        items.append(item)
+                        rows += len(item.quotes) + len(item.plays)
+                        continue
+                    break
+                await self._commit(items)
+        finally:
+            self.running = False
+
+    async def flush(self) -> None:
+        """Commit whatever is queued (used at shutdown, after feeds stopped)."""
+        items = []
+        while True:
+            try:
+                items.append(self._receive.receive_nowait())
+            except trio.WouldBlock:
+                break
+        if items:
+            await self._commit(items)
+
+    async def _commit(self, items: list[_Item]) -> None:
+        started = time.perf_counter()
+        now = self._clock()
+        first_seq = self._next_seq
+        batch, frames = self._build(items, now)
+        try:
+            await self.store.write(batch)
+        except Exception:
+            self._next_seq = first_seq  # nothing was stored: reuse the ids
+            logger.exception("writer: a batch of %d rows failed to commit; it is lost", len(batch))
+            for item in items:
+                if item.done is not None:
+                    item.done.set()
+            return
+        self.hub.publish(frames)
+        for hook in self.on_commit:
+            hook(frames)
+        for item in items:
+            if item.done is not None:
+                item.done.set()
+        self.rows_committed += len(batch)
+        self.batches += 1
+        self.last_batch_ms = (time.perf_counter() - started) * 1000
+
+    # -- pure-ish batch building (runs in the trio thread; no awaits) -------------------------
+    def _seq(self) -> int:
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
+
+    def _build(self, items: list[_Item], now: int) -> tuple[WriteBatch, list[Frame]]:
+        b = WriteBatch()
+        frames: list[Frame] = []
+        changed: dict[RowKey, set[str]] = {}
+        events: dict[str, Quote] = {}
+        for item in items:
+            if self.recorder is not None:
+                if item.quotes:
+                    self.recorder.write_quotes(item.quotes, item.source, now)
+                if item.plays:
+                    self.recorder.write_plays(item.plays, now)
+            for q in item.quotes:
+                self._note_catalog(b, q)
+                events[q.event_id] = q
+                key = self.board.apply(q)
+                if key is not None:
+                    changed.setdefault(key, set()).add(q.market_key)
+                    b.quotes.append((q.event_id, q.bookmaker, q.market_key, q.outcome, q.player or "",
+                                     q.point, q.price, q.observed_at_ms))
+                drop = self.detector.observe(q)
+                if drop is not None:
+                    payload = drop_payload(drop, timestamp_ms=now)
+                    frames.append(self._frame(b, DROP, payload, q.sport_key, q.event_id, now,
+                                              self._is_live(q.event_id, q.commence_time_ms, now)))
+            if item.quotes:
+                for sport in {q.sport_key for q in item.quotes}:
+                    self.freshness.record(item.source, sport, now, role="primary")
+            for p in item.plays:
+                self._add_play(b, frames, p, now)
+        for q in events.values():
+            b.events.append((q.event_id, q.sport_key, q.home_team, q.away_team, q.commence_time_ms, now))
+        for key, markets in changed.items():
+            row = self.board.row(key)
+            payload = odds_payload(row, tuple(sorted(markets)), timestamp_ms=now)
+            ev = self.board.events[key[0]]
+            frames.append(self._frame(b, ODDS, payload, ev.sport_key, key[0], now,
+                                      self._is_live(key[0], ev.commence_time_ms, now)))
+        return b, frames
+
+    def _frame(self, b: WriteBatch, stream: str, payload: dict[str, object], sport: str,
+               event_id: str, now: int, live: bool) -> Frame:
+        seq = self._seq()
+        payload["id"] = seq
+        text = dumps(payload)
+        b.log.append(LogRow(seq, stream, sport, event_id, live, now, text))
+        return Frame(seq=seq, stream=stream, payload=payload, text=text, live=live)
+
+    def _is_live(self, event_id: str, commence_ms: int, now: int) -> bool:
+        return commence_ms <= now < commence_ms + LIVE_WINDOW_MS and event_id not in self.final_matches
+
+    def _note_catalog(self, b: WriteBatch, q: Quote) -> None:
+        u = self.universe
+        if q.sport_key not in u.active_sports:
+            u.activate_sport(q.sport_key)
+            b.sports.add(q.sport_key)
+        if q.bookmaker not in u.coverage:
+            coverage = u.add_book(q.bookmaker)
+            self.detector.set_coverage(q.bookmaker, coverage)
+            b.books.append((q.bookmaker, u.book_title(q.bookmaker), coverage))
+        if q.market_key not in u.markets:
+            u.markets.add(q.market_key)
+            b.markets.add(q.market_key)
+
+    def _add_play(self, b: WriteBatch, frames: list[Frame], p: Play, now: int) -> None:
+        u = self.universe
+        if p.sport_key not in u.active_sports:
+            u.activate_sport(p.sport_key)
+            b.sports.add(p.sport_key)
+        self.freshness.record(p.source, p.sport_key, now, role=p.role)
+        if p.status == "final":
+            self.final_matches.add(p.match_id)
+        period = None if p.period is None else str(p.period)
+        b.live_state.append((p.match_id, p.sport_key, p.team_or_player_a, p.team_or_player_b, p.score_a,
+                             p.score_b, period, p.clock, p.status, p.source, p.description, now))
+        seq = self._seq()
+        payload = pbp_payload(p, seq=seq)
+        text = dumps(payload)
+        b.log.append(LogRow(seq, PBP, p.sport_key, p.match_id, p.status != "final", now, text))
+        frames.append(Frame(seq=seq, stream=PBP, payload=payload, text=text, live=p.status != "final"))

@@ -1,0 +1,93 @@
+-- gateway schema. Idempotent: applied at every start; the version check refuses a store
+-- written by a different schema version. Times are unix milliseconds.
+
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+-- sports catalog: seeded from the shipped list (inactive) and from ingest (active)
+CREATE TABLE IF NOT EXISTS sports (
+    key           TEXT PRIMARY KEY,
+    grp           TEXT NOT NULL,
+    title         TEXT NOT NULL,
+    description   TEXT NOT NULL,
+    has_outrights INTEGER NOT NULL DEFAULT 0,
+    active        INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS books (
+    key      TEXT PRIMARY KEY,
+    title    TEXT NOT NULL,
+    coverage TEXT NOT NULL CHECK (coverage IN ('per_market', 'game_line'))
+);
+
+CREATE TABLE IF NOT EXISTS markets (
+    key TEXT PRIMARY KEY
+);
+
+CREATE TABLE IF NOT EXISTS events (
+    id               TEXT PRIMARY KEY,
+    sport_key        TEXT NOT NULL,
+    home_team        TEXT NOT NULL,
+    away_team        TEXT NOT NULL,
+    commence_time_ms INTEGER NOT NULL,
+    updated_ms       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_sport ON events (sport_key, commence_time_ms);
+
+-- current price of every outcome (the board); point/player '' when they do not apply
+CREATE TABLE IF NOT EXISTS quotes (
+    event_id    TEXT NOT NULL,
+    bookmaker   TEXT NOT NULL,
+    market_key  TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    player      TEXT NOT NULL DEFAULT '',
+    point       REAL,
+    price       INTEGER NOT NULL,
+    observed_ms INTEGER NOT NULL,
+    PRIMARY KEY (event_id, bookmaker, market_key, outcome, player)
+) WITHOUT ROWID;
+
+-- current state of each live match, from its plays
+CREATE TABLE IF NOT EXISTS live_state (
+    match_id   TEXT PRIMARY KEY,
+    sport_key  TEXT NOT NULL,
+    home_team  TEXT NOT NULL,
+    away_team  TEXT NOT NULL,
+    score_a    TEXT NOT NULL,
+    score_b    TEXT NOT NULL,
+    period     TEXT,
+    clock      TEXT,
+    status     TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    last_play  TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+
+-- the append-only stream log: every resumable frame, its id is the SSE/WS event id.
+-- AUTOINCREMENT: ids are never reused, even after pruning or a crash.
+CREATE TABLE IF NOT EXISTS stream_log (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream     TEXT NOT NULL CHECK (stream IN ('odds', 'drop', 'pbp')),
+    sport_key  TEXT NOT NULL,
+    event_id   TEXT,
+    live       INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    payload    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stream_log_topic ON stream_log (stream, sport_key, seq);
+CREATE INDEX IF NOT EXISTS stream_log_created ON stream_log (created_ms);
+
+CREATE TABLE IF NOT EXISTS api_keys (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    key_hash   TEXT NOT NULL UNIQUE,  -- sha256 hex of the key; the key itself is never stored
+    prefix     TEXT NOT NULL,         -- first characters, to recognise a key in listings
+    tier       TEXT NOT NULL,
+    scopes     TEXT NOT NULL DEFAULT '',
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+
+PRAGMA user_version = 1;
