@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -104,35 +104,35 @@ class StreamSession:
 
     async def frames(self) -> AsyncGenerator[list[Frame], None]:
         plan, hub = self.plan, self.gw.hub
-        yield [Frame.control(plan.connected)]
-        resuming = False
-        if plan.bad_last_event_id:
-            yield [reset_frame("unknown_id")]
-        elif plan.last_event_id is not None:
+        problem = "unknown_id" if plan.bad_last_event_id else None
+        resume_from = None
+        if plan.last_event_id is not None:
             problem = await self.resume_problem(plan.last_event_id)
-            if problem:
-                yield [reset_frame(problem)]
-            else:
-                resuming = True
-                self.cursor = plan.last_event_id
+            resume_from = None if problem else plan.last_event_id
+        if resume_from is None:  # subscribed before `connected`: whoever saw it misses nothing after
+            self.sub = hub.subscribe(plan.streams, plan.sports, plan.filter, transport=plan.transport)
+        try:
+            hello = [Frame.control(plan.connected)]
+            yield hello + [reset_frame(problem)] if problem else hello
+            if resume_from is not None:
+                self.cursor = resume_from
                 async with aclosing(self._replay()) as chunks:
                     async for chunk in chunks:
                         yield chunk
-        self.sub = sub = hub.subscribe(plan.streams, plan.sports, plan.filter, transport=plan.transport)
-        try:
-            if resuming:
-                async with aclosing(self._replay()) as chunks:
+                self.sub = hub.subscribe(plan.streams, plan.sports, plan.filter, transport=plan.transport)
+                async with aclosing(self._replay()) as chunks:  # what committed during the first pass
                     async for chunk in chunks:
                         yield chunk
             elif plan.snapshot is not None:
                 snap = await plan.snapshot()
                 if snap is not None:
                     yield [Frame.control(snap)]
-            async with aclosing(self._live(sub)) as live:
+            assert self.sub is not None
+            async with aclosing(self._live(self.sub)) as live:
                 async for batch in live:
                     yield batch
         finally:
-            hub.unsubscribe(sub)
+            self.close()
 
     async def _live(self, sub: Subscriber) -> AsyncGenerator[list[Frame], None]:
         receive = sub.receive
