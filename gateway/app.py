@@ -141,7 +141,7 @@ async def serve(
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.keep_alive_timeout = 75
     hc.websocket_ping_interval = config.streams.ws_ping_interval_s
-    stop = shutdown or trio.Event()
+    stop = shutdown if shutdown is not None else trio.Event()
 
     async def shutdown_trigger() -> None:
         await stop.wait()

@@ -113,7 +113,7 @@ class StreamSession:
             self.sub = hub.subscribe(plan.streams, plan.sports, plan.filter, transport=plan.transport)
         try:
             hello = [Frame.control(plan.connected)]
-            yield hello + [reset_frame(problem)] if problem else hello
+            yield [*hello, reset_frame(problem)] if problem else hello
             if resume_from is not None:
                 self.cursor = resume_from
                 async with aclosing(self._replay()) as chunks:
