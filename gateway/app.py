@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -67,7 +68,7 @@ def load_board(conn: sqlite3.Connection, board: Board) -> None:
         board.apply(Quote(r[1], r[0], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10] or None, r[11]))
 
 
-def open_gateway(config: Config) -> Gateway:
+def open_gateway(config: Config, *, clock: Callable[[], int] = wall_ms) -> Gateway:
     store = Store(config.db_path())
     universe = Universe.from_config(config)
     board = Board()
@@ -81,7 +82,8 @@ def open_gateway(config: Config) -> Gateway:
     last = store.write_fn_sync(init)
     hub = Hub(config.streams.subscriber_buffer)
     writer = Writer(store, hub, universe, board=board, next_seq=last + 1,
-                    batch_ms=config.streams.writer_batch_ms, max_batch_rows=config.streams.max_batch_rows)
+                    batch_ms=config.streams.writer_batch_ms, max_batch_rows=config.streams.max_batch_rows,
+                    clock=clock)
     for q in _all_quotes(board):  # baselines survive a restart: no drop is missed or invented
         writer.detector.observe(q)
     secret = config.server.session_secret.encode() or secrets.token_bytes(32)
@@ -125,10 +127,14 @@ async def serve(
     feeds: bool = True,
     shutdown: trio.Event | None = None,
     record_path: Path | None = None,
+    clock: Callable[[], int] = wall_ms,
+    ready: Callable[[Gateway], None] | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gateway until cancelled or until `shutdown` is set; report the base URL."""
-    gw = open_gateway(config)
+    gw = open_gateway(config, clock=clock)
+    if ready is not None:
+        ready(gw)
     if record_path is not None:
         from .feeds.replay import Recorder
 
