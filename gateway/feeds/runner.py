@@ -7,9 +7,11 @@ source-health meanwhile, because nothing new arrives from it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import trio
 
@@ -61,6 +63,8 @@ async def supervise(feed: FeedConfig, sink: Sink, fn: FeedFn, *, rng: random.Ran
 async def run_feeds(config: Config, sink: Sink) -> None:
     async with trio.open_nursery() as nursery:
         for feed in config.feeds:
+            if feed.path and not Path(feed.path).is_absolute():  # relative to the config file
+                feed = dataclasses.replace(feed, path=str(config.base_dir / feed.path))
             try:
                 fn = feed_function(feed)
             except NotImplementedError as exc:

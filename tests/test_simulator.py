@@ -1,0 +1,207 @@
+"""The simulator feed: deterministic, complete boards, sane prices, live plays, sharp moves."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+from collections import defaultdict
+
+import trio
+
+from gateway.config import FeedConfig
+from gateway.core.model import MARKET_OUTCOMES, Play, Quote
+from gateway.core.odds import american_to_probability, cents_delta, validate_american
+from gateway.feeds.sim_baseball import advance_runners, walk_runners
+from gateway.feeds.simulator import DEFAULT_SPORTS, Simulator, run_simulator
+
+T0 = 1_778_612_400_000
+PER_MARKET = {"pinnacle", "bet365", "betmgm", "caesars", "fanatics", "bovada"}
+GAME_LINE = {"fanduel", "draftkings"}
+
+
+def run(sim: Simulator, steps: int, step_ms: int = 500, start: int = 0) -> list[tuple[list[Quote], list[Play]]]:
+    return [sim.step(T0 + (start + i) * step_ms) for i in range(steps)]
+
+
+def make(sports: tuple[str, ...] = DEFAULT_SPORTS, seed: int = 1, events: int = 4) -> Simulator:
+    return Simulator(sports, events_per_sport=events, rng=random.Random(seed), now_ms=T0)
+
+
+def test_deterministic_given_the_seed() -> None:
+    assert run(make(seed=5), 200) == run(make(seed=5), 200)
+    assert run(make(seed=5), 3) != run(make(seed=6), 3)
+
+
+def test_first_step_is_the_full_board() -> None:
+    quotes, _ = make().step(T0)
+    cells = {(q.event_id, q.bookmaker, q.market_key, q.outcome, q.player) for q in quotes}
+    assert len(cells) == len(quotes)  # each cell once
+    by_sport: dict[str, set[str]] = defaultdict(set)
+    for q in quotes:
+        by_sport[q.sport_key].add(q.market_key)
+        assert q.observed_at_ms == T0
+    assert set(by_sport) == set(DEFAULT_SPORTS)
+    for markets in by_sport.values():
+        assert {"h2h", "spreads", "totals"} <= markets
+    assert {"player_points", "player_rebounds", "player_assists"} <= by_sport["basketball_nba"]
+    assert {"pitcher_strikeouts", "batter_hits"} <= by_sport["baseball_mlb"]
+    assert "player_shots_on_goal" in by_sport["soccer_epl"]
+    assert {q.bookmaker for q in quotes} == PER_MARKET | GAME_LINE
+    assert {q.bookmaker for q in quotes if q.kind == "prop"} == PER_MARKET
+    assert {q.outcome for q in quotes if q.sport_key == "soccer_epl" and q.market_key == "h2h"} == {
+        "home", "away", "draw"}
+    assert "draw" not in {q.outcome for q in quotes if q.sport_key == "basketball_nba"}
+    # several players per event carry props
+    nba_event = next(q.event_id for q in quotes if q.sport_key == "basketball_nba")
+    assert len({q.player for q in quotes if q.event_id == nba_event and q.player}) >= 4
+
+
+def test_events_live_and_upcoming() -> None:
+    sim = make(events=4)
+    for sport in DEFAULT_SPORTS:
+        starts = [ev.commence_ms for ev in sim.events if ev.profile.key == sport]
+        assert sum(s <= T0 for s in starts) == 2
+        assert all(s >= T0 + 3_600_000 for s in starts if s > T0)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d_\w+_\w+", ev.id) for ev in sim.events)
+
+
+def test_prices_are_valid_and_pairs_carry_vig() -> None:
+    sim = make()
+    board: dict[tuple[str, str, str, str | None], dict[str, Quote]] = defaultdict(dict)
+    for quotes, _ in run(sim, 400):
+        for q in quotes:
+            assert validate_american(q.price) == q.price
+            assert q.outcome in MARKET_OUTCOMES.get(q.market_key, ("over", "under"))
+            assert (q.point is None) == (q.market_key == "h2h")
+            assert (q.player is None) == (q.kind == "game")
+            board[(q.event_id, q.bookmaker, q.market_key, q.player)][q.outcome] = q
+    for key, cells in board.items():
+        overround = sum(american_to_probability(q.price) for q in cells.values())
+        assert 1.0 < overround < 1.2, (key, cells)
+        if key[2] == "spreads":
+            assert cells["home"].point == -cells["away"].point  # type: ignore[operator]
+        elif key[2] != "h2h":
+            assert cells["over"].point == cells["under"].point
+
+
+def test_later_steps_emit_only_changes_at_a_steady_rate() -> None:
+    sim = make()
+    last: dict[tuple[str, str, str, str, str | None], tuple[int, float | None]] = {}
+    steps = run(sim, 600)
+    changed = 0
+    for i, (quotes, _) in enumerate(steps):
+        for q in quotes:
+            key = (q.event_id, q.bookmaker, q.market_key, q.outcome, q.player)
+            if i > 0:
+                assert last.get(key) != (q.price, q.point), key
+                changed += 1
+            last[key] = (q.price, q.point)
+    per_second_per_sport = changed / (599 * 0.5) / len(DEFAULT_SPORTS)
+    assert 20 <= per_second_per_sport <= 100
+
+
+def test_live_games_emit_plays_with_rising_scores() -> None:
+    sim = make(events=2)
+    plays: dict[str, list[Play]] = defaultdict(list)
+    for _, ps in run(sim, 3000, step_ms=5000):  # about four hours of simulated time
+        for p in ps:
+            plays[p.match_id].append(p)
+    assert {p[0].sport_key for p in plays.values()} == set(DEFAULT_SPORTS)
+    finals = 0
+    for match, ps in plays.items():
+        scores = [(int(p.score_a), int(p.score_b)) for p in ps]
+        assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in itertools.pairwise(scores)), match
+        assert all(a.occurred_at_ms <= b.occurred_at_ms for a, b in itertools.pairwise(ps))
+        assert all(p.source == "simulator" and p.role == "primary" and p.occurred_at_ms <= p.captured_at_ms
+                   for p in ps)
+        assert all(p.team_or_player_a != p.team_or_player_b for p in ps)
+        if ps[-1].status == "final":
+            finals += 1
+            assert ps[-1].event_type == "game_end"
+            assert sum(p.status == "final" for p in ps) == 1
+    assert finals >= len(DEFAULT_SPORTS)  # games end ...
+    assert len(sim.events) == 2 * len(DEFAULT_SPORTS)  # ... and new ones take their place
+    types: dict[str, set[str]] = defaultdict(set)
+    for ps in plays.values():
+        types[ps[0].sport_key].update(p.event_type for p in ps)
+    assert {"made_2", "made_3", "free_throw", "rebound", "period_start", "period_end"} <= types["basketball_nba"]
+    assert {"single", "strikeout", "out", "inning_start"} <= types["baseball_mlb"]
+    assert {"goal", "shot", "corner"} <= types["soccer_epl"]
+
+
+def test_clock_formats() -> None:
+    sim = make(events=1)
+    for _, ps in run(sim, 200, step_ms=2000):
+        for p in ps:
+            if p.sport_key == "baseball_mlb":
+                assert p.clock in ("top", "bottom")
+            else:
+                assert p.clock is not None and re.fullmatch(r"\d{1,3}:\d\d", p.clock), p
+            assert isinstance(p.period, int) and p.period >= 1
+
+
+def test_sharp_moves_lead_and_followers_copy() -> None:
+    sim = make(("basketball_nba",), seed=3, events=4)
+    history: dict[tuple[str, str, str, str | None, float | None], list[tuple[int, str, int]]] = defaultdict(list)
+    prev: dict[tuple[str, str, str, str, str | None, float | None], int] = {}
+    for step, (quotes, _) in enumerate(run(sim, 300)):
+        for q in quotes:
+            key = (q.event_id, q.bookmaker, q.market_key, q.outcome, q.player, q.point)
+            if key in prev and abs(cents_delta(prev[key], q.price)) >= 10:
+                history[(q.event_id, q.market_key, q.outcome, q.player, q.point)].append(
+                    (step, q.bookmaker, cents_delta(prev[key], q.price)))
+            prev[key] = q.price
+    assert sim.sharp_moves >= 3
+
+    def followed(moves: list[tuple[int, str, int]]) -> bool:
+        for step, _, delta in moves:
+            books = {b for s, b, d in moves if step <= s <= step + 10 and (d > 0) == (delta > 0)}
+            if len(books) >= 3:
+                return True
+        return False
+
+    assert any(followed(m) for m in history.values())
+
+
+def test_unknown_sport_gets_generic_teams() -> None:
+    sim = make(("curling_world",), events=2)
+    quotes, _ = sim.step(T0)
+    assert {q.sport_key for q in quotes} == {"curling_world"}
+    assert {"h2h", "spreads", "totals"} <= {q.market_key for q in quotes}
+    plays = [p for _, ps in run(sim, 200, step_ms=5000, start=1) for p in ps]
+    assert plays and all(p.sport_key == "curling_world" for p in plays)
+
+
+def test_baseball_runners() -> None:
+    assert advance_runners([False, False, False], 4) == ([False, False, False], 1)
+    assert advance_runners([True, True, True], 4) == ([False, False, False], 4)
+    assert advance_runners([True, False, True], 1) == ([True, True, False], 1)
+    assert advance_runners([True, True, False], 2) == ([False, True, True], 1)
+    assert walk_runners([True, False, True]) == ([True, True, True], 0)
+    assert walk_runners([True, True, True]) == ([True, True, True], 1)
+    assert walk_runners([False, True, False]) == ([True, True, False], 0)
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.quotes: list[tuple[str, list[Quote]]] = []
+        self.plays: list[list[Play]] = []
+
+    async def submit_quotes(self, quotes: list[Quote], *, source: str) -> None:
+        self.quotes.append((source, quotes))
+
+    async def submit_plays(self, plays: list[Play]) -> None:
+        self.plays.append(plays)
+
+
+async def test_run_simulator_feeds_the_sink() -> None:
+    sink = FakeSink()
+    feed = FeedConfig(type="simulator", name="sim1", sports=("basketball_nba",), interval_s=0.01, seed=1,
+                      events_per_sport=2)
+    with trio.move_on_after(0.3):
+        await run_simulator(feed, sink)
+    assert len(sink.quotes) >= 3
+    assert {source for source, _ in sink.quotes} == {"sim1"}
+    assert len(sink.quotes[0][1]) > len(sink.quotes[1][1])  # the full board, then changes
+    assert all(p.source == "sim1" for batch in sink.plays for p in batch)
