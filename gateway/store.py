@@ -151,6 +151,17 @@ class Store:
         with self._writer:
             return fn(self._writer)
 
+    def write_fn_own_connection(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A write from outside the writer task while it runs: its own short-lived connection
+        (SQLite serialises it against the writer through the file lock)."""
+        conn = connect(self.path)
+        try:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                return fn(conn)
+        finally:
+            conn.close()
+
     # -- reading -------------------------------------------------------------------------
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         async with self._read_slots:

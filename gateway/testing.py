@@ -91,7 +91,7 @@ class GatewayHandle:
     def create_key(self, tier: str = "enterprise", *, name: str | None = None,
                    scopes: tuple[str, ...] = ()) -> str:
         name = name or f"test-{tier}-{len(self.gateway.caps.active)}-{wall_ms()}-{id(object())}"
-        return self.gateway.store.write_fn_sync(
+        return self.gateway.store.write_fn_own_connection(
             lambda c: create_key(c, name=name, tier=tier, tiers=self.gateway.config.tiers, scopes=scopes))
 
     def _now(self) -> int:
