@@ -124,17 +124,18 @@ class KeyCache:
 class Slot:
     """One held connection under a key's cap. `release` is idempotent."""
 
-    __slots__ = ("_caps", "key_id", "released")
+    __slots__ = ("_caps", "key_id", "released", "tier")
 
-    def __init__(self, caps: ConnectionCaps, key_id: int) -> None:
+    def __init__(self, caps: ConnectionCaps, key_id: int, tier: str) -> None:
         self._caps = caps
         self.key_id = key_id
+        self.tier = tier
         self.released = False
 
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self._caps._release(self.key_id)
+            self._caps._release(self.key_id, self.tier)
 
 
 class ConnectionCaps:
@@ -142,22 +143,25 @@ class ConnectionCaps:
 
     def __init__(self) -> None:
         self.active: dict[int, int] = {}
+        self.by_tier: dict[str, int] = {}
         self.rejections = 0
 
-    def try_acquire(self, key_id: int, limit: int) -> Slot | None:
+    def try_acquire(self, key_id: int, limit: int, tier: str = "") -> Slot | None:
         n = self.active.get(key_id, 0)
         if n >= limit:
             self.rejections += 1
             return None
         self.active[key_id] = n + 1
-        return Slot(self, key_id)
+        self.by_tier[tier] = self.by_tier.get(tier, 0) + 1
+        return Slot(self, key_id, tier)
 
-    def _release(self, key_id: int) -> None:
+    def _release(self, key_id: int, tier: str) -> None:
         n = self.active.get(key_id, 0) - 1
         if n <= 0:
             self.active.pop(key_id, None)
         else:
             self.active[key_id] = n
+        self.by_tier[tier] = max(0, self.by_tier.get(tier, 0) - 1)
 
     def count(self, key_id: int) -> int:
         return self.active.get(key_id, 0)

@@ -8,6 +8,7 @@ sees is already in the store, so resuming by id is exact.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from .universe import Universe
 
 logger = logging.getLogger(__name__)
 
+BATCH_MS_BUCKETS = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0)
 # an event counts as in play from its start until this long after it (unless a play says final)
 LIVE_WINDOW_MS = 4 * 3600 * 1000
 
@@ -71,6 +73,9 @@ class Writer:
         self.rows_committed = 0
         self.batches = 0
         self.last_batch_ms = 0.0
+        self.drops_published = 0
+        self.batch_ms_buckets = [0] * (len(BATCH_MS_BUCKETS) + 1)  # histogram of commit latency
+        self.batch_ms_sum = 0.0
         self.on_commit: list[Callable[[list[Frame]], None]] = []
         self.recorder: Any = None  # feeds.replay.Recorder when `gateway record` runs
 
@@ -146,7 +151,10 @@ class Writer:
                 item.done.set()
         self.rows_committed += len(batch)
         self.batches += 1
-        self.last_batch_ms = (time.perf_counter() - started) * 1000
+        self.drops_published += sum(1 for f in frames if f.stream == DROP)
+        ms = self.last_batch_ms = (time.perf_counter() - started) * 1000
+        self.batch_ms_sum += ms
+        self.batch_ms_buckets[bisect.bisect_left(BATCH_MS_BUCKETS, ms)] += 1
 
     # -- pure-ish batch building (runs in the trio thread; no awaits) -------------------------
     def _seq(self) -> int:

@@ -51,6 +51,16 @@ async def readyz() -> Any:
     return jsonify(body)
 
 
+@bp.get("/metrics")
+async def metrics() -> Response:
+    """Prometheus text format. Unauthenticated, like /healthz: bind to localhost or firewall it."""
+    from ..metrics import registry_for, render
+
+    gw = current_gateway()
+    registry = gw.__dict__.setdefault("_metrics", registry_for(gw))
+    return Response(render(registry), content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
 @_both("/sports")
 async def sports() -> Response:
     await authenticate()

@@ -31,7 +31,7 @@ SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
 
 def acquire_slot(gw: Gateway, api_key: ApiKey) -> Slot:
     limit = gw.config.tiers[api_key.tier].max_connections
-    slot = gw.caps.try_acquire(api_key.id, limit)
+    slot = gw.caps.try_acquire(api_key.id, limit, api_key.tier)
     if slot is None:
         raise ApiError(429, "connection_cap", f"this key already holds {limit} concurrent streams "
                        f"(tier {api_key.tier}); close one or upgrade", headers={"Retry-After": "5"},

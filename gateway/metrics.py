@@ -1,0 +1,69 @@
+"""/metrics in the Prometheus text format, read at scrape time from the live objects.
+
+A custom collector asks the hub, caps, writer and freshness tracker for their counters
+when Prometheus scrapes, so the hot paths carry no metrics code at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .writer import BATCH_MS_BUCKETS, wall_ms
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+
+class GatewayCollector(Collector):
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    def collect(self) -> Iterator[Metric]:
+        gw, hub = self.gw, self.gw.hub.statistics()
+        conns = GaugeMetricFamily("gateway_stream_connections", "Open SSE and WebSocket streams",
+                                  labels=["transport"])
+        for transport, n in sorted(hub.by_transport.items()):
+            conns.add_metric([transport], n)
+        yield conns
+        tiers = GaugeMetricFamily("gateway_stream_connections_by_tier", "Open streams by key tier", labels=["tier"])
+        for tier, n in sorted(gw.caps.by_tier.items()):
+            tiers.add_metric([tier or "unknown"], n)
+        yield tiers
+        yield CounterMetricFamily("gateway_frames_published", "Frames published to the hub", value=hub.published)
+        yield CounterMetricFamily("gateway_frames_delivered", "Frames handed to subscribers", value=hub.delivered)
+        yield CounterMetricFamily("gateway_slow_consumer_cuts", "Subscribers cut off for falling behind",
+                                  value=hub.slow_consumer_cuts)
+        yield CounterMetricFamily("gateway_connection_cap_rejections", "Streams refused at the per-key cap",
+                                  value=gw.caps.rejections)
+        w = gw.writer
+        yield CounterMetricFamily("gateway_ingest_rows", "Rows committed by the writer", value=w.rows_committed)
+        yield CounterMetricFamily("gateway_drops", "Drops detected and published", value=w.drops_published)
+        yield GaugeMetricFamily("gateway_last_event_id", "Highest stream-log id", value=w.last_seq)
+        buckets, total = [], 0
+        for bound, count in zip((*BATCH_MS_BUCKETS, float("inf")), w.batch_ms_buckets, strict=True):
+            total += count
+            buckets.append((str(bound / 1000) if bound != float("inf") else "+Inf", total))
+        yield HistogramMetricFamily("gateway_writer_batch_seconds", "Writer batch latency: build, commit, publish",
+                                    buckets=buckets, sum_value=w.batch_ms_sum / 1000)
+        fresh = GaugeMetricFamily("gateway_source_age_seconds", "Seconds since a source's last event",
+                                  labels=["source", "sport_key"])
+        now = wall_ms()
+        for sport in sorted(w.freshness.sports()):
+            for row in w.freshness.rows(sport, now, gw.config.sources.stale_after_s):
+                fresh.add_metric([str(row["source"]), sport], float(row["seconds_since_last_event"]))  # type: ignore[arg-type]
+        yield fresh
+
+
+def registry_for(gw: Gateway) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(GatewayCollector(gw))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

@@ -1,0 +1,84 @@
+"""Operations: /metrics, graceful shutdown, access-log redaction, the CLI."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import trio
+
+from gateway.cli import main
+
+from .conftest import Running, make_config, start_gateway
+from .helpers import next_of, push, quote, sse_events
+
+
+async def test_metrics_exposes_streams_and_ingest(gateway: Running) -> None:
+    key, ingest = gateway.key(), gateway.key(scopes=("ingest",))
+    with trio.fail_after(10):
+        async with gateway.client() as c:
+            await push(c, ingest, [quote(-110)])
+            await push(c, ingest, [quote(-130)])
+            async with c.stream("GET", "/v1/odds-drop/all", params={"apiKey": key}) as resp:
+                await next_of(sse_events(resp), "connected")
+                text = (await c.get("/metrics")).text
+    assert 'gateway_stream_connections{transport="sse"} 1.0' in text
+    assert 'gateway_stream_connections_by_tier{tier="enterprise"} 1.0' in text
+    assert "gateway_drops_total 1.0" in text and "gateway_ingest_rows_total" in text
+    assert "gateway_writer_batch_seconds_bucket" in text and 'source="push"' in text
+
+
+async def test_graceful_shutdown_ends_streams_with_a_final_frame(nursery: trio.Nursery, tmp_path: Path) -> None:
+    gw = await start_gateway(nursery, make_config(tmp_path))
+    key, ingest = gw.key(), gw.key(scopes=("ingest",))
+    with trio.fail_after(10):
+        async with gw.client() as c:
+            await push(c, ingest, [quote(-110)])
+            async with c.stream("GET", "/v1/odds-drop/all", params={"apiKey": key}) as resp:
+                events = sse_events(resp)
+                await next_of(events, "connected")
+                started = trio.current_time()
+                gw.stop.set()
+                final = await next_of(events, "stream_status")
+                rest = [ev async for ev in events]  # the body ends cleanly after the final frame
+            await gw.done.wait()
+            assert trio.current_time() - started < 5
+    assert final.data["status"] == "closing" and final.data["reason"] == "shutdown" and rest == []
+
+
+async def test_access_log_redacts_keys(gateway: Running, caplog: pytest.LogCaptureFixture) -> None:
+    key = gateway.key("free")
+    with caplog.at_level(logging.INFO, logger="gateway.access"), trio.fail_after(10):
+        async with gateway.client() as c:
+            await c.get("/v1/sports", params={"apiKey": key})
+            await c.get("/v1/sports", params={"api_key": key})
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.access"]
+    assert len(lines) == 2 and all(key not in line and "***" in line for line in lines)
+
+
+def test_cli_keys_lifecycle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "k.db")
+    assert main(["keys", "create", "--tier", "business", "--name", "bot1", "--db", db]) == 0
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert key.startswith("gw_")
+    assert main(["keys", "list", "--db", db]) == 0
+    listing = capsys.readouterr().out
+    assert "bot1" in listing and key not in listing and "active" in listing
+    assert main(["keys", "create", "--tier", "gold", "--name", "x", "--db", db]) == 2
+    assert "unknown tier 'gold'" in capsys.readouterr().err
+    assert main(["keys", "revoke", "bot1", "--db", db]) == 0
+    assert main(["keys", "list", "--db", db]) == 0
+    assert "revoked" in capsys.readouterr().out
+
+
+def test_cli_config_errors_name_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[server]\nhost = "127.0.0.1"\nprot = 1\n')
+    assert main(["check-config", "--config", str(bad)]) == 2
+    assert "[server] unknown key(s): prot" in capsys.readouterr().err
+    bad.write_text('[[feeds]]\ntype = "carrier_pigeon"\n')
+    assert main(["check-config", "--config", str(bad)]) == 2
+    assert "carrier_pigeon" in capsys.readouterr().err
+    shipped = Path(__file__).resolve().parent.parent / "config.toml"
+    assert main(["check-config", "--config", str(shipped)]) == 0
