@@ -37,7 +37,7 @@ from .core.parse import RowError, parse_flat_quote, parse_pbp_row
 from .resources import default_config_path, demo_recording_path
 from .writer import wall_ms
 
-__all__ = ["GatewayHandle", "ManualClock", "SyncGatewayHandle", "open_gateway", "run_gateway", "test_config"]
+__all__ = ["GatewayHandle", "ManualClock", "SyncGatewayHandle", "open_gateway", "run_gateway", "gateway_config"]
 
 
 class ManualClock:
@@ -54,7 +54,7 @@ class ManualClock:
         return self.now_ms
 
 
-def test_config(db_dir: Path, **sections: Mapping[str, Any]) -> Config:
+def gateway_config(db_dir: Path, **sections: Mapping[str, Any]) -> Config:
     """The shipped config with port 0, a database in `db_dir`, no feeds, no demo key."""
     data = tomllib.loads(default_config_path().read_text())
     data["feeds"] = []
@@ -143,7 +143,7 @@ async def open_gateway(config: Config | None = None, *, feeds: bool = False,
                        manual_clock: bool = False) -> AsyncIterator[GatewayHandle]:
     """Start a gateway in the current Trio run; stop it cleanly on exit."""
     with tempfile.TemporaryDirectory(prefix="gateway-test-") as tmp:
-        cfg = config or test_config(Path(tmp))
+        cfg = config or gateway_config(Path(tmp))
         clock = ManualClock(wall_ms()) if manual_clock else None
         stop = trio.Event()
         holder: list[Gateway] = []

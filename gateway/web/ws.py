@@ -1,0 +1,322 @@
+"""WebSocket streams (contract section 5): `/ws/odds/{sport}` and `/ws/live/{sport}`, also under /v1.
+
+Frames are the SSE frames, one JSON text message each (`Frame.json`; resumable frames carry
+`id`). `/ws/odds` takes the odds SSE query parameters; `/ws/live` carries in-play data only
+(`odds_update` of live events, `pbp_event`, `odds_drop` with `threshold`/`direction`, default
+10) and its `initial_state` adds `live_state`. Client messages: see ws_messages.py.
+
+Decisions:
+- Every refusal happens after accept (a close before accept becomes HTTP 403 and loses the
+  code): one `{"type":"error","error":...,"message":...}` frame, then the close code.
+  4003 missing key, 1008 invalid key, 4001 tier without `odds_streams` / expired or invalid
+  session, 4002 connection cap (one count per key shared with SSE), 1001 shutting down.
+- A bad query parameter: `{"type":"error","error":"invalid_param","param":P,"message":...}`
+  then close 1008 (policy violation: the request as made will never be served; fix it,
+  do not retry it unchanged).
+- Key forms: X-API-Key, Bearer, subprotocol `apikey.KEY` (echoed in the accept), then
+  `?apiKey=`/`?api_key=` (headers win). Connects are governed by the cap, not the rate limiter.
+- `/ws/live` without a key uses the `gw_session` cookie (a key, when given, wins). The
+  cookie path requires an Origin equal to the origin the request came to (scheme, host,
+  port): a foreign or missing Origin closes 1008 (cross-site WebSocket hijacking is a policy
+  violation, not an auth expiry). An expired/invalid session or a revoked key closes 4001.
+  The key behind the session needs the same tier as the key path, so a cookie is never a
+  way around the tier gate. Key-authenticated sockets accept any Origin unless
+  `server.cors_origins` is an allow-list (then others close 1008).
+- The end of a stream: slow consumer -> the final error frame, then 4008; shutdown -> the
+  `stream_status` closing frame, then 1001; a server error -> 1011. A client that stops
+  answering transport pings for `streams.ws_idle_timeout_s` gets 1011 (ws_liveness.py).
+- `{"type":"resume","last_event_id":N}` ends the current session and starts a new one from
+  N (same no-gap/no-duplicate replay as on connect). Its first frame is a new `connected`
+  with `resumed_from: N`; frames that arrive before it belong to the old session.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+import trio
+from quart import Blueprint, websocket
+
+from ..app import Gateway, current_gateway
+from ..auth import ApiKey
+from ..core.filters import Filter, ParamError, bool_param, int_param, one, parse_filter, parse_sports
+from ..core.frames import DROP, ODDS, PBP, dumps
+from ..hub import SHUTDOWN, SLOW_CONSUMER
+from ..sessions import COOKIE_NAME
+from ..streaming import StreamPlan, StreamSession, odds_snapshot
+from ..writer import wall_ms
+from . import ws_liveness
+from .common import ApiError, key_from, require_stream_tier, resolve_key
+from .rest import live_state_rows
+from .session import effective_scheme, same_origin, session_key
+from .sse import connected, resume_params
+from .ws_messages import BadMessage, apply_subscribe, apply_unsubscribe, event_id_field, parse_message, resume_id
+
+bp = Blueprint("ws", __name__)
+logger = logging.getLogger(__name__)
+
+SUBPROTOCOL_PREFIX = "apikey."
+
+
+@bp.record_once
+def _install_liveness(state: Any) -> None:
+    gw: Gateway = state.app.config["GATEWAY"]
+    state.app.config[ws_liveness.CONFIG_KEY] = gw.config.streams.ws_idle_timeout_s
+    ws_liveness.install()
+
+
+class Reject(Exception):
+    def __init__(self, code: int, error: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.code, self.error, self.message, self.extra = code, error, message, extra
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a connection asked for, validated; the filter then changes with `subscribe`."""
+
+    api_key: ApiKey
+    auth: str  # "key" or "session"
+    sport_key: str
+    live: bool
+    sports: frozenset[str] | None
+    filter: Filter
+    heartbeat_s: int
+    last_event_id: int | None
+    bad_last_event_id: bool
+    limit: int
+    max_age_s: int
+    since: int | None
+
+
+@bp.websocket("/ws/odds/<sport_key>")
+@bp.websocket("/v1/ws/odds/<sport_key>")
+async def ws_odds(sport_key: str) -> None:
+    await serve_socket(sport_key, live=False)
+
+
+@bp.websocket("/ws/live/<sport_key>")
+@bp.websocket("/v1/ws/live/<sport_key>")
+async def ws_live(sport_key: str) -> None:
+    await serve_socket(sport_key, live=True)
+
+
+def subprotocol_key(requested: list[str]) -> tuple[str | None, str | None]:
+    """(key, subprotocol to echo) from `Sec-WebSocket-Protocol: apikey.KEY`."""
+    for proto in requested:
+        if proto.startswith(SUBPROTOCOL_PREFIX) and len(proto) > len(SUBPROTOCOL_PREFIX):
+            return proto[len(SUBPROTOCOL_PREFIX):], proto
+    return None, None
+
+
+async def serve_socket(sport_key: str, *, live: bool) -> None:
+    gw = current_gateway()
+    ws: Any = websocket._get_current_object()  # type: ignore[attr-defined]  # the real object, for tasks
+    proto_key, subprotocol = subprotocol_key(ws.requested_subprotocols)
+    await ws.accept(subprotocol=subprotocol)
+    try:
+        if gw.shutting_down:
+            raise Reject(1001, "unavailable", "the gateway is shutting down; reconnect shortly")
+        api_key, how = await authorise(gw, ws, proto_key, live=live)
+        spec = build_spec(gw, ws, api_key, how, sport_key, live)
+        limit = gw.config.tiers[api_key.tier].max_connections
+        slot = gw.caps.try_acquire(api_key.id, limit)
+        if slot is None:
+            raise Reject(4002, "connection_cap", f"this key already holds {limit} concurrent streams (tier "
+                         f"{api_key.tier}); close one or upgrade", limit=limit)
+    except Reject as r:
+        await ws.send(dumps({"type": "error", "error": r.error, "message": r.message, **r.extra,
+                             "timestamp": wall_ms()}))
+        await ws.close(r.code, _reason(r.message))
+        return
+    code, reason = 1011, "server error"
+    try:
+        code, reason = await WsConnection(gw, ws, spec).run()
+    except Exception:
+        logger.exception("WebSocket %s failed", ws.path)
+    finally:
+        slot.release()
+    logger.info("ws %s key=%s closed %d", ws.path, api_key.name, code)
+    await ws.close(code, reason)
+
+
+def _reason(text: str) -> str:
+    return text.encode()[:120].decode(errors="ignore")
+
+
+async def authorise(gw: Gateway, ws: Any, proto_key: str | None, *, live: bool) -> tuple[ApiKey, str]:
+    key = key_from(ws.headers, {}) or proto_key or key_from({}, ws.args)
+    if key is None and live:
+        token = ws.cookies.get(COOKIE_NAME)
+        if token:
+            return await session_auth(gw, ws, token), "session"
+    try:
+        api_key = await resolve_key(gw, key)
+    except ApiError as exc:
+        message = exc.message + (" (or log in: POST /v1/session)" if live and exc.error == "missing_key" else "")
+        raise Reject(4003 if exc.error == "missing_key" else 1008, exc.error, message) from None
+    origin, allowed = ws.headers.get("Origin"), gw.config.server.cors_origins
+    if origin and "*" not in allowed and origin not in allowed and not _same_origin(ws):
+        raise Reject(1008, "forbidden_origin", f"origin {origin[:60]} is not allowed (server.cors_origins)")
+    _tier_gate(gw, api_key)
+    return api_key, "key"
+
+
+def _same_origin(ws: Any) -> bool:
+    return same_origin(ws.headers.get("Origin"), ws.host, effective_scheme(ws.scheme, ws.headers))
+
+
+async def session_auth(gw: Gateway, ws: Any, token: str) -> ApiKey:
+    if not _same_origin(ws):
+        raise Reject(1008, "forbidden_origin", "a session cookie is only accepted from pages served by this "
+                     "gateway (Origin must match)")
+    found = await session_key(gw, token)
+    if found is None:
+        raise Reject(4001, "session_expired", "the dashboard session expired or is invalid; log in again")
+    _tier_gate(gw, found[1])
+    return found[1]
+
+
+def _tier_gate(gw: Gateway, api_key: ApiKey) -> None:
+    try:
+        require_stream_tier(gw, api_key, pbp=False, what="WebSocket streams")
+    except ApiError as exc:
+        raise Reject(4001, exc.error, exc.message) from None
+
+
+def build_spec(gw: Gateway, ws: Any, api_key: ApiKey, auth: str, sport_key: str, live: bool) -> Spec:
+    p = ws.args.to_dict(flat=False)
+    catalog = gw.universe.catalog()
+    try:
+        sports = parse_sports({}, sport_key, catalog)
+        flt = parse_filter(p, catalog, drops=live)
+        if live:
+            flt = replace(flt, live_only=True)
+        heartbeat_s = int_param(p, "heartbeat_s", gw.config.streams.ws_heartbeat_s, 1, 30)
+        last_id, bad = resume_params(p, ws.headers.get("Last-Event-ID"))
+        limit = int_param(p, "limit", 500, 1, 1000)
+        max_age_s = int_param(p, "max_age_s", 600, 1, 3600)
+        since = int_param(p, "since", 0, 0, 2**53) if one(p, "since") else None
+        bool_param(p, "named_events", False)  # accepted as on SSE; WS frames are never named
+    except ParamError as exc:
+        raise Reject(1008, "invalid_param", exc.message, param=exc.param) from None
+    return Spec(api_key, auth, sport_key, live, sports, flt, heartbeat_s, last_id, bad, limit, max_age_s, since)
+
+
+def _live_state(conn: Any, sports: list[str], event_ids: frozenset[str] | None) -> list[dict[str, Any]]:
+    rows = [r for s in sports for r in live_state_rows(conn, s, None, live_only=True)]
+    return rows if event_ids is None else [r for r in rows if r["match_id"] in event_ids]
+
+
+class WsConnection:
+    """One accepted, authorised socket: a reader task for client messages, a writer for frames."""
+
+    def __init__(self, gw: Gateway, ws: Any, spec: Spec) -> None:
+        self.gw, self.ws, self.spec = gw, ws, spec
+        self.plan = self._plan(spec.filter, spec.last_event_id, spec.bad_last_event_id)
+        self.session: StreamSession | None = None
+        self.scope: trio.CancelScope | None = None
+        self.resume_to: int | None = None
+
+    def _plan(self, flt: Filter, last_id: int | None, bad: bool, resumed_from: int | None = None) -> StreamPlan:
+        s = self.spec
+        info = connected(s.api_key, "live" if s.live else "odds", s.sports, flt, s.sport_key, transport="ws",
+                         auth=s.auth, heartbeat_s=s.heartbeat_s)
+        if resumed_from is not None:
+            info["resumed_from"] = resumed_from
+        streams = (ODDS, PBP, DROP) if s.live else (ODDS,)
+        return StreamPlan(streams, s.sports, flt, s.heartbeat_s, info, self.snapshot, last_id, bad, "ws")
+
+    async def snapshot(self) -> dict[str, Any]:
+        s, flt = self.spec, self.plan.filter
+        live_state = None
+        if s.live:
+            sports = sorted(s.sports if s.sports is not None else self.gw.universe.active_sports)
+            live_state = await self.gw.store.read(partial(_live_state, sports=sports, event_ids=flt.event_ids))
+        now = wall_ms()
+        rows, truncated = odds_snapshot(self.gw.board, s.sports, flt, now=now, max_age_s=s.max_age_s,
+                                        since=s.since, limit=s.limit, final=self.gw.writer.final_matches)
+        out: dict[str, Any] = {"type": "initial_state", "sport_key": s.sport_key, "timestamp": now,
+                               "count": len(rows), "data": rows, "since": s.since, "truncated": truncated,
+                               "snapshot_complete": not truncated}
+        if live_state is not None:
+            out["live_state"] = live_state
+        return out
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        await self.ws.send(dumps(payload))
+
+    def set_filter(self, flt: Filter) -> None:
+        """Applies at once: the hub reads `sub.filter` at each publish, the writer re-checks."""
+        self.plan.filter = flt
+        if self.session is not None and self.session.sub is not None:
+            self.session.sub.filter = flt
+
+    async def run(self) -> tuple[int, str]:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.reader)  # always drain inbound messages (field notes, pitfall 13)
+            result = await self.writer()
+            nursery.cancel_scope.cancel()
+        return result
+
+    async def writer(self) -> tuple[int, str]:
+        while True:
+            session = self.session = StreamSession(self.gw, self.plan)
+            with trio.CancelScope() as scope:
+                self.scope = scope
+                try:
+                    async with aclosing(session.frames()) as batches:
+                        async for batch in batches:
+                            for frame in batch:  # one message per frame: that is the protocol
+                                if frame.seq is None or self.plan.filter.matches(frame):
+                                    await self.ws.send(frame.json)
+                finally:
+                    self.scope = None
+                    session.close()
+            if not scope.cancelled_caught or self.resume_to is None:
+                break
+            last_id, self.resume_to = self.resume_to, None
+            self.plan = self._plan(self.plan.filter, last_id, False, resumed_from=last_id)
+        reason = session.sub.cut_reason if session.sub is not None else None
+        if reason == SLOW_CONSUMER:
+            return 4008, "slow consumer: reconnect with last_event_id to resume"
+        if reason == SHUTDOWN:
+            return 1001, "server going away: reconnect with last_event_id to resume"
+        return 1011, "stream ended unexpectedly"
+
+    async def reader(self) -> None:
+        while True:
+            raw = await self.ws.receive()
+            try:
+                await self.dispatch(parse_message(raw))
+            except BadMessage as exc:
+                await self.send({"type": "error", "error": "bad_message", "message": exc.message,
+                                 "timestamp": wall_ms()})
+
+    async def dispatch(self, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind == "ping":
+            await self.send({"type": "pong", "timestamp": wall_ms()})
+        elif kind == "subscribe":
+            sub = apply_subscribe(msg, self.plan.filter, self.gw.universe.catalog())  # keeps live_only
+            self.set_filter(sub.filter)
+            ack: dict[str, Any] = {"type": "subscribed", "event_id": event_id_field(sub.filter),
+                                   "event_ids": sorted(sub.filter.event_ids) if sub.filter.event_ids else None,
+                                   "filters": sub.filter.describe(), "timestamp": wall_ms()}
+            if sub.ignored:
+                ack["ignored"] = list(sub.ignored)
+            await self.send(ack)
+            if sub.snapshot:
+                await self.send(await self.snapshot())
+        elif kind == "unsubscribe":
+            self.set_filter(apply_unsubscribe(self.plan.filter))
+            await self.send({"type": "unsubscribed", "filters": self.plan.filter.describe(),
+                             "timestamp": wall_ms()})
+        elif kind == "resume":
+            self.resume_to = resume_id(msg)
+            if self.scope is not None:
+                self.scope.cancel()
