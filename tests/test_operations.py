@@ -82,3 +82,14 @@ def test_cli_config_errors_name_the_key(tmp_path: Path, capsys: pytest.CaptureFi
     assert "carrier_pigeon" in capsys.readouterr().err
     shipped = Path(__file__).resolve().parent.parent / "config.toml"
     assert main(["check-config", "--config", str(shipped)]) == 0
+
+
+async def test_rest_rate_limit_per_key(gateway: Running) -> None:
+    key = gateway.key("free")  # 60/min: bursts of 10, then 429 with Retry-After
+    with trio.fail_after(10):
+        async with gateway.client() as c:
+            statuses = [(await c.get("/v1/sports", params={"apiKey": key})).status_code for _ in range(12)]
+            r = await c.get("/v1/sports", params={"apiKey": key})
+    assert statuses[:10] == [200] * 10 and statuses[10:] == [429, 429]
+    assert r.json()["error"] == "rate_limit" and int(r.headers["retry-after"]) >= 1
+    assert r.json()["retry_after_seconds"] >= 1

@@ -73,14 +73,17 @@ async def lookup_cached(gw: Gateway, key: str) -> ApiKey | None:
     return value
 
 
-async def authenticate() -> ApiKey:
-    """The request's key, rate limited per the key's tier. Stored on `g` for logging."""
+async def authenticate(*, rate_limited: bool = True) -> ApiKey:
+    """The request's key, rate limited per the key's tier (REST; streams are governed by the
+    connection cap instead). Stored on `g` for logging."""
     from ..app import current_gateway
 
     gw = current_gateway()
     api_key = await resolve_key(gw, key_from(request.headers, request.args))
     g.key_name = api_key.name
     tier = gw.config.tiers[api_key.tier]
+    if not rate_limited:
+        return api_key
     wait = gw.rate_limiter.check(api_key.id, tier.requests_per_minute, time.monotonic())
     if wait > 0:
         retry = max(1, int(wait + 0.999))

@@ -98,7 +98,7 @@ def connected(api_key: ApiKey, stream_name: str, sports: frozenset[str] | None, 
 
 @bp.get("/v1/sports/<sport_key>/live/sse")
 async def pbp_sse(sport_key: str) -> Response:
-    api_key = await authenticate()
+    api_key = await authenticate(rate_limited=False)
     gw = current_gateway()
     require_stream_tier(gw, api_key, pbp=True, what="the play-by-play stream")
     p = params()
@@ -124,7 +124,7 @@ async def pbp_sse(sport_key: str) -> Response:
 @bp.get("/v1/sse/odds/<sport_key>")
 @bp.get("/v1/sse/hot/<sport_key>")
 async def odds_sse(sport_key: str) -> Response:
-    api_key = await authenticate()
+    api_key = await authenticate(rate_limited=False)
     gw = current_gateway()
     require_stream_tier(gw, api_key, pbp=False, what="the odds stream")
     plan, named = odds_plan(gw, api_key, sport_key, params())
@@ -164,7 +164,7 @@ def odds_plan(gw: Gateway, api_key: ApiKey, sport_key: str, p: Params, *, transp
 
 @bp.get("/v1/odds-drop/<sport_key>")
 async def drops_sse(sport_key: str) -> Response:
-    api_key = await authenticate()
+    api_key = await authenticate(rate_limited=False)
     gw = current_gateway()
     require_stream_tier(gw, api_key, pbp=False, what="the drop stream")
     p = params()
