@@ -90,4 +90,41 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_ms INTEGER
 );
 
+-- webhooks (issue 7): drops POSTed to URLs registered by keys. gateway/webhooks/queries.py.
+-- The secret is kept as is: it signs every delivery (HMAC), so it cannot be hashed.
+CREATE TABLE IF NOT EXISTS webhooks (
+    id                   INTEGER PRIMARY KEY,
+    key_id               INTEGER NOT NULL,      -- api_keys.id of the owner
+    url                  TEXT NOT NULL,
+    description          TEXT NOT NULL DEFAULT '',
+    format               TEXT NOT NULL DEFAULT 'json' CHECK (format IN ('json', 'slack', 'discord')),
+    filters              TEXT NOT NULL,         -- JSON: the drop-stream filters, normalised
+    secret               TEXT NOT NULL,
+    is_active            INTEGER NOT NULL DEFAULT 1,
+    disabled_reason      TEXT,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    after_seq            INTEGER NOT NULL DEFAULT 0,  -- only drops with a later stream id
+    created_ms           INTEGER NOT NULL,
+    updated_ms           INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhooks_key ON webhooks (key_id);
+
+-- the durable delivery queue: pending rows are sent at next_attempt_ms, even after a restart
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id              TEXT PRIMARY KEY,           -- dlv_..., also the body's id and X-Gateway-Delivery-Id
+    webhook_id      INTEGER NOT NULL,
+    event_type      TEXT NOT NULL,              -- odds_drop | test
+    seq             INTEGER,                    -- stream id of the drop
+    body            TEXT NOT NULL,              -- the exact bytes every attempt sends
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'cancelled')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER,
+    last_status     INTEGER,                    -- HTTP status of the last attempt
+    last_error      TEXT,
+    created_ms      INTEGER NOT NULL,
+    updated_ms      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_hook ON webhook_deliveries (webhook_id, created_ms);
+
 PRAGMA user_version = 1;

@@ -29,6 +29,7 @@ from .feeds.runner import run_feeds
 from .hub import SHUTDOWN, Hub
 from .store import Store, max_seq
 from .universe import Universe
+from .webhooks.worker import WebhookWorker
 from .writer import Writer, wall_ms
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class Gateway:
     key_cache: KeyCache = field(default_factory=KeyCache)
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
     session_secret: bytes = b""
+    webhooks: WebhookWorker | None = None  # webhook delivery (issue 7); set by serve()
     shutting_down: bool = False
     stopped: trio.Event = field(default_factory=trio.Event)
 
@@ -83,7 +85,7 @@ def open_gateway(config: Config, *, clock: Callable[[], int] = wall_ms) -> Gatew
     hub = Hub(config.streams.subscriber_buffer)
     writer = Writer(store, hub, universe, board=board, next_seq=last + 1,
                     batch_ms=config.streams.writer_batch_ms, max_batch_rows=config.streams.max_batch_rows,
-                    clock=clock)
+                    clock=clock, stale_after_s=config.sources.stale_after_s)
     for q in _all_quotes(board):  # baselines survive a restart: no drop is missed or invented
         writer.detector.observe(q)
     secret = config.server.session_secret.encode() or secrets.token_bytes(32)
@@ -96,7 +98,7 @@ def _all_quotes(board: Board) -> list[Quote]:
 
 
 def create_app(gw: Gateway) -> QuartTrio:
-    from .web import errors, ingest, rest, sse
+    from .web import dashboard, errors, ingest, rest, session, sse, webhooks, ws
 
     app = QuartTrio("gateway")
     app.config["GATEWAY"] = gw
@@ -104,7 +106,7 @@ def create_app(gw: Gateway) -> QuartTrio:
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None
     app.config["MAX_CONTENT_LENGTH"] = gw.config.server.max_body_bytes
     errors.install(app)
-    for module in (rest, sse, ingest):
+    for module in (rest, sse, ingest, ws, session, dashboard, webhooks):
         app.register_blueprint(module.bp)
     return app
 
@@ -133,6 +135,10 @@ async def serve(
 ) -> None:
     """Run the gateway until cancelled or until `shutdown` is set; report the base URL."""
     gw = open_gateway(config, clock=clock)
+    # webhooks (issue 7): tiers with odds streams (business+) may use them; the writer wakes the worker
+    gw.webhooks = WebhookWorker(gw.store, catalog=gw.universe.catalog,
+                                tiers=[name for name, t in config.tiers.items() if t.odds_streams])
+    gw.writer.on_commit.append(gw.webhooks.on_commit)
     if ready is not None:
         ready(gw)
     if record_path is not None:
@@ -164,6 +170,7 @@ async def serve(
                 nursery.cancel_scope.cancel()  # hypercorn has drained: stop feeds and writer
 
             await nursery.start(gw.writer.run)
+            await nursery.start(gw.webhooks.run)  # webhooks (issue 7)
             nursery.start_soon(_prune_forever, gw)
             if feeds:
                 nursery.start_soon(run_feeds, config, gw.writer)

@@ -17,6 +17,7 @@ from .auth import KeyError_, create_key, delete_key_named, list_keys, revoke_key
 from .config import Config, ConfigError, load_config
 from .resources import default_config_path
 from .store import Store, StoreError
+from .webhooks import cli as webhooks_cli
 
 logger = logging.getLogger("gateway")
 
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("--host")
     record.add_argument("--port", type=int)
     sub.add_parser("check-config", parents=[common], help="print the effective configuration")
+    webhooks_cli.add_parser(sub, common)  # `gateway webhooks ...` (issue 7)
     return parser
 
 
@@ -98,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "keys":
             return _keys(args, config)
+        if args.command == "webhooks":
+            return webhooks_cli.run(args, config)
         _logging(args)
         return _serve(args, config)
     except (ConfigError, StoreError, KeyError_) as exc:
@@ -126,13 +130,17 @@ def _keys(args: argparse.Namespace, config: Config) -> int:
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
-    from .app import serve
+    from .app import Gateway, serve
     from .config import FeedConfig
 
     feeds = not getattr(args, "no_feeds", False)
     if args.command == "replay":
+        from .feeds.runner import set_replay_progress
+        from .progress import ProgressBar
+
         feed = FeedConfig(type="replay", name="replay", path=str(args.file.resolve()), speed=args.speed)
         config = dataclasses.replace(config, feeds=(feed,))
+        set_replay_progress(feed.source, ProgressBar("replay").update)  # one line on stderr
     demo_key = None
     if config.demo.print_key:
         store = Store(config.db_path(), readers=1)
@@ -154,9 +162,15 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
                         logger.info("stopping: finishing streams and flushing the store")
                         stop.set()
 
+            def record(gw: Gateway) -> None:  # `gateway record`: count what is written, show it on stderr
+                from .progress import CountingRecorder, report_recording
+
+                recorder = gw.writer.recorder = CountingRecorder(args.file)
+                nursery.start_soon(report_recording, recorder)
+
             async def server(*, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-                recorder = args.file if args.command == "record" else None
-                await serve(config, feeds=feeds, shutdown=stop, record_path=recorder, task_status=task_status)
+                await serve(config, feeds=feeds, shutdown=stop, ready=record if args.command == "record" else None,
+                            task_status=task_status)
                 nursery.cancel_scope.cancel()  # serve finished its shutdown: stop listening for signals
 
             nursery.start_soon(on_signals)

@@ -37,7 +37,7 @@ from .core.parse import RowError, parse_flat_quote, parse_pbp_row
 from .resources import default_config_path, demo_recording_path
 from .writer import wall_ms
 
-__all__ = ["GatewayHandle", "ManualClock", "SyncGatewayHandle", "open_gateway", "run_gateway", "gateway_config"]
+__all__ = ["GatewayHandle", "ManualClock", "SyncGatewayHandle", "gateway_config", "open_gateway", "run_gateway"]
 
 
 class ManualClock:

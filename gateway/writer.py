@@ -22,6 +22,7 @@ from .core.drops import DropDetector
 from .core.frames import DROP, ODDS, PBP, Frame, drop_payload, dumps, odds_payload, pbp_payload
 from .core.freshness import Freshness
 from .core.model import Play, Quote
+from .core.sources import PlaySelector, status_payload
 from .hub import Hub
 from .store import LogRow, Store, WriteBatch
 from .universe import Universe
@@ -59,8 +60,11 @@ class Writer:
         batch_ms: int = 5,
         max_batch_rows: int = 5000,
         clock: Callable[[], int] = wall_ms,
+        stale_after_s: float = 60.0,
     ) -> None:
         self.store, self.hub, self.universe, self.board = store, hub, universe, board
+        # several PBP sources per match (issue 5): which plays are published, and failover
+        self.play_selector = PlaySelector(stale_after_ms=int(stale_after_s * 1000))
         self.detector = DropDetector(universe.coverage)
         self.freshness = Freshness()
         self.final_matches: set[str] = set()
@@ -230,14 +234,21 @@ class Writer:
         if p.sport_key not in u.active_sports:
             u.activate_sport(p.sport_key)
             b.sports.add(p.sport_key)
-        self.freshness.record(p.source, p.sport_key, now, role=p.role)
-        if p.status == "final":
-            self.final_matches.add(p.match_id)
-        period = None if p.period is None else str(p.period)
-        b.live_state.append((p.match_id, p.sport_key, p.team_or_player_a, p.team_or_player_b, p.score_a,
-                             p.score_b, period, p.clock, p.status, p.source, p.description, now))
-        seq = self._seq()
-        payload = pbp_payload(p, seq=seq)
-        text = dumps(payload)
-        b.log.append(LogRow(seq, PBP, p.sport_key, p.match_id, p.status != "final", now, text))
-        frames.append(Frame(seq=seq, stream=PBP, payload=payload, text=text, live=p.status != "final"))
+        self.freshness.record(p.source, p.sport_key, now, role=p.role)  # every source, published or not
+        # -- sources (issue 5): duplicates and a fresh primary's backups are not published;
+        # a promotion or restoration is a resumable stream_status frame on the PBP stream
+        decision = self.play_selector.decide(p, now)
+        if decision.status is not None:
+            frames.append(self._frame(b, PBP, status_payload(decision.status, timestamp_ms=now), p.sport_key,
+                                      p.match_id, now, p.match_id not in self.final_matches))
+        for q in decision.emit:
+            if q.status == "final":
+                self.final_matches.add(q.match_id)
+            period = None if q.period is None else str(q.period)
+            b.live_state.append((q.match_id, q.sport_key, q.team_or_player_a, q.team_or_player_b, q.score_a,
+                                 q.score_b, period, q.clock, q.status, q.source, q.description, now))
+            seq = self._seq()
+            payload = pbp_payload(q, seq=seq)
+            text = dumps(payload)
+            b.log.append(LogRow(seq, PBP, q.sport_key, q.match_id, q.status != "final", now, text))
+            frames.append(Frame(seq=seq, stream=PBP, payload=payload, text=text, live=q.status != "final"))
