@@ -27,7 +27,7 @@ from .core.board import Board
 from .core.model import Quote
 from .feeds.runner import run_feeds
 from .hub import SHUTDOWN, Hub
-from .store import Store, max_seq
+from .store import Store, max_seq, prune_log
 from .universe import Universe
 from .webhooks.worker import WebhookWorker
 from .writer import Writer, wall_ms
@@ -112,8 +112,6 @@ def create_app(gw: Gateway) -> QuartTrio:
 
 
 async def _prune_forever(gw: Gateway) -> None:
-    from .store import prune_log
-
     hours = gw.config.database.retention_hours
     while True:
         cutoff = wall_ms() - int(hours * 3600 * 1000)

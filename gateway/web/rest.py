@@ -9,10 +9,12 @@ from typing import Any, TypeVar
 from quart import Blueprint, Response, jsonify
 
 from ..app import current_gateway
-from ..core.filters import ParamError, csv, int_param, one, parse_filter, parse_sports
+from ..core.filters import ParamError, bool_param, csv, int_param, one, parse_filter, parse_sports
 from ..core.frames import DROP, Frame
+from ..core.odds import format_price
 from ..core.time import ms_from_iso
-from ..core.toa import OddsQuery, event_json, odds_events
+from ..core.toa import OddsQuery, event_json, event_matches, odds_events
+from ..metrics import registry_for, render
 from ..store import recent_log
 from ..writer import LIVE_WINDOW_MS, wall_ms
 from .common import ApiError, authenticate, bad_param, check_sport, params
@@ -54,8 +56,6 @@ async def readyz() -> Any:
 @bp.get("/metrics")
 async def metrics() -> Response:
     """Prometheus text format. Unauthenticated, like /healthz: bind to localhost or firewall it."""
-    from ..metrics import registry_for, render
-
     gw = current_gateway()
     registry = gw.__dict__.setdefault("_metrics", registry_for(gw))
     return Response(render(registry), content_type="text/plain; version=0.0.4; charset=utf-8")
@@ -123,8 +123,6 @@ async def events(sport_key: str) -> Response:
     check_sport(gw, sport_key)
     q = _odds_query(sport_key, default_format="decimal")
     title = gw.universe.sports[sport_key].title
-    from ..core.toa import event_matches
-
     evs = sorted((e for e in gw.board.events.values() if event_matches(e, q)),
                  key=lambda e: (e.commence_time_ms, e.id))
     return jsonify([event_json(e, title, q.date_format) for e in evs])
@@ -189,8 +187,6 @@ async def props(sport_key: str) -> Response:
             continue
         row = gw.board.row(key)
         if fmt == "decimal":
-            from ..core.odds import format_price
-
             for f in ("over_price", "under_price"):
                 if row[f] is not None:
                     row[f] = format_price(row[f], "decimal")  # type: ignore[arg-type]
@@ -238,8 +234,6 @@ async def source_health(sport_key: str) -> Response:
     gw = current_gateway()
     check_sport(gw, sport_key)
     try:
-        from ..core.filters import bool_param
-
         degraded = bool_param(params(), "degraded_only", False)
     except ParamError as exc:
         raise bad_param(exc) from None
