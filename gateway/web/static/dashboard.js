@@ -80,6 +80,9 @@
   const STABLE_MS = 5000; // a socket open this long resets the backoff
   const FINAL_LINGER_MS = 60000;
   const QUIET_MS = 120000;
+  const AUTH_ERRORS = new Set(["session_expired", "invalid_session", "missing_session", "missing_key", "invalid_key",
+    "tier_required"]);
+  const POLICY_ERRORS = new Set(["forbidden_origin", "invalid_param"]);
 
   const S = {
     me: null,
@@ -299,8 +302,11 @@
     const err = S.serverError;
     closeSocket();
     if (!S.running) return;
-    if (code === 4001 || code === 4003) {
-      if (err && err.error === "tier_required") {
+    // The error frame sent before a refusal names the reason even when the close code is lost
+    // (a refusal can reach the browser as 1006 if the close handshake does not complete).
+    const kind = err ? err.error : "";
+    if (code === 4001 || code === 4003 || AUTH_ERRORS.has(kind)) {
+      if (kind === "tier_required") {
         sessionLost(`This key (tier ${S.me ? S.me.tier : "?"}) cannot open live streams: ${err.message}`);
       } else {
         sessionLost("Your session ended (expired, key revoked, or the gateway restarted with a new " +
@@ -308,7 +314,7 @@
       }
       return;
     }
-    if (code === 1008) {
+    if (code === 1008 || POLICY_ERRORS.has(kind)) {
       // policy violation (bad parameter, foreign origin): retrying unchanged will not help
       setConn("offline", `refused: ${(err && err.message) || reason || "policy violation"}`);
       return;
