@@ -60,6 +60,7 @@ bp = Blueprint("ws", __name__)
 logger = logging.getLogger(__name__)
 
 SUBPROTOCOL_PREFIX = "apikey."
+CLOSE_LINGER_S = 2.0
 
 
 @bp.record_once
@@ -124,14 +125,14 @@ async def serve_socket(sport_key: str, *, live: bool) -> None:
         api_key, how = await authorise(gw, ws, proto_key, live=live)
         spec = build_spec(gw, ws, api_key, how, sport_key, live)
         limit = gw.config.tiers[api_key.tier].max_connections
-        slot = gw.caps.try_acquire(api_key.id, limit)
+        slot = gw.caps.try_acquire(api_key.id, limit, api_key.tier)
         if slot is None:
             raise Reject(4002, "connection_cap", f"this key already holds {limit} concurrent streams (tier "
                          f"{api_key.tier}); close one or upgrade", limit=limit)
     except Reject as r:
         await ws.send(dumps({"type": "error", "error": r.error, "message": r.message, **r.extra,
                              "timestamp": wall_ms()}))
-        await ws.close(r.code, _reason(r.message))
+        await close_and_linger(ws, r.code, _reason(r.message))
         return
     code, reason = 1011, "server error"
     try:
@@ -141,7 +142,17 @@ async def serve_socket(sport_key: str, *, live: bool) -> None:
     finally:
         slot.release()
     logger.info("ws %s key=%s closed %d", ws.path, api_key.name, code)
+    await close_and_linger(ws, code, reason)
+
+
+async def close_and_linger(ws: Any, code: int, reason: str) -> None:
+    """Close with `code`, then wait (briefly) for the client's close frame: returning at once
+    closes TCP with the client's frames unread, the kernel answers with a reset, and browsers
+    then lose our close frame and report 1006 instead of the code."""
     await ws.close(code, reason)
+    with trio.move_on_after(CLOSE_LINGER_S):
+        while True:
+            await ws.receive()
 
 
 def _reason(text: str) -> str:
