@@ -88,9 +88,19 @@ def open_gateway(config: Config, *, clock: Callable[[], int] = wall_ms) -> Gatew
                     clock=clock, stale_after_s=config.sources.stale_after_s)
     for q in _all_quotes(board):  # baselines survive a restart: no drop is missed or invented
         writer.detector.observe(q)
-    secret = config.server.session_secret.encode() or secrets.token_bytes(32)
+    secret = config.server.session_secret.encode() or store.write_fn_sync(stored_session_secret)
     return Gateway(config=config, store=store, hub=hub, writer=writer, universe=universe, board=board,
                    session_secret=secret)
+
+
+def stored_session_secret(conn: sqlite3.Connection) -> bytes:
+    """A random secret kept in the store, so dashboard sessions survive a restart."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'session_secret'").fetchone()
+    if row is not None:
+        return bytes.fromhex(row[0])
+    secret = secrets.token_bytes(32)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('session_secret', ?)", (secret.hex(),))
+    return secret
 
 
 def _all_quotes(board: Board) -> list[Quote]:

@@ -30,7 +30,7 @@ class ServerConfig:
     port: int = 8080
     cors_origins: tuple[str, ...] = ("*",)
     max_body_bytes: int = 4 * 1024 * 1024
-    session_secret: str = ""  # empty: a random secret per start (sessions end at restart)
+    session_secret: str = ""  # empty: a random secret kept in the database
     session_ttl_s: int = 12 * 3600
     graceful_timeout_s: float = 1.0
 
