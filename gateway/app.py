@@ -108,7 +108,7 @@ def _all_quotes(board: Board) -> list[Quote]:
 
 
 def create_app(gw: Gateway) -> QuartTrio:
-    from .web import dashboard, errors, ingest, rest, session, sse, webhooks, ws
+    from .web import dashboard, direct, errors, ingest, rest, session, sse, webhooks, ws
 
     app = QuartTrio("gateway")
     app.config["GATEWAY"] = gw
@@ -116,6 +116,8 @@ def create_app(gw: Gateway) -> QuartTrio:
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None
     app.config["MAX_CONTENT_LENGTH"] = gw.config.server.max_body_bytes
     errors.install(app)
+    if gw.config.streams.direct_writes:
+        direct.install()
     for module in (rest, sse, ingest, ws, session, dashboard, webhooks):
         app.register_blueprint(module.bp)
     return app

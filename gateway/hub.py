@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import trio
@@ -25,7 +25,7 @@ SHUTDOWN = "shutdown"
 
 
 class Subscriber:
-    __slots__ = ("cut_reason", "filter", "receive", "send", "sports", "streams", "transport")
+    __slots__ = ("cut_reason", "deliver", "filter", "receive", "send", "sports", "streams", "transport", "wakeup")
 
     def __init__(
         self,
@@ -41,6 +41,10 @@ class Subscriber:
         self.transport = transport
         self.cut_reason: str | None = None
         self.send, self.receive = trio.open_memory_channel[Frame](buffer)
+        # direct mode (SSE): frames of one publish go to `deliver` instead of the channel;
+        # it returns False when the client is too far behind. `wakeup` is called on a cut.
+        self.deliver: Callable[[list[Frame]], bool] | None = None
+        self.wakeup: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,8 @@ class Hub:
                         if not subs:
                             del self._topics[(stream, sport)]
         sub.send.close()
+        if sub.wakeup is not None:
+            sub.wakeup()
 
     def cut(self, sub: Subscriber, reason: str) -> None:
         if sub.cut_reason is None:
@@ -108,6 +114,7 @@ class Hub:
         delivered = 0
         published = 0
         slow: list[Subscriber] = []
+        direct: dict[Subscriber, list[Frame]] = {}
         for frame in frames:
             published += 1
             stream = frame.stream
@@ -118,6 +125,13 @@ class Hub:
                 for sub in group:
                     if not sub.filter.matches(frame):
                         continue
+                    if sub.deliver is not None:  # written after the loop, all of this publish at once
+                        if sub in direct:
+                            direct[sub].append(frame)
+                        else:
+                            direct[sub] = [frame]
+                        delivered += 1
+                        continue
                     try:
                         sub.send.send_nowait(frame)
                         delivered += 1
@@ -127,14 +141,19 @@ class Hub:
                         slow.append(sub)
             if slow:  # cut outside the loop over the group: cutting mutates it
                 for sub in slow:
-                    if sub.cut_reason is None and sub in self._all:
-                        self.cuts += 1
-                        logger.info("cutting off a slow %s subscriber (buffer of %d full)",
-                                    sub.transport, self.buffer)
-                    self.cut(sub, SLOW_CONSUMER)
+                    self._cut_slow(sub)
                 slow.clear()
+        for sub, batch in direct.items():
+            if sub.deliver is not None and not sub.deliver(batch):
+                self._cut_slow(sub)
         self.published += published
         self.delivered += delivered
+
+    def _cut_slow(self, sub: Subscriber) -> None:
+        if sub.cut_reason is None and sub in self._all:
+            self.cuts += 1
+            logger.info("cutting off a slow %s subscriber (its buffer is full)", sub.transport)
+        self.cut(sub, SLOW_CONSUMER)
 
     def close_all(self, reason: str = SHUTDOWN) -> None:
         for sub in list(self._all):

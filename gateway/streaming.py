@@ -75,6 +75,7 @@ class StreamSession:
         self.gw = gw
         self.plan = plan
         self.sub: Subscriber | None = None
+        self.live = False  # snapshot/replay done; frames now come from the hub only
         self.cursor = 0  # highest id sent; live frames at or below it were replayed already
 
     def close(self) -> None:
@@ -136,6 +137,7 @@ class StreamSession:
 
     async def _live(self, sub: Subscriber) -> AsyncGenerator[list[Frame], None]:
         receive = sub.receive
+        self.live = True
         while True:
             batch: list[Frame] = []
             with trio.move_on_after(self.plan.heartbeat_s):

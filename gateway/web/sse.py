@@ -13,15 +13,17 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
+import trio
 from quart import Blueprint, Response, make_response, request
 
 from ..app import Gateway, current_gateway
 from ..auth import ApiKey, Slot
 from ..core.filters import Filter, ParamError, Params, bool_param, int_param, one, parse_filter, parse_sports
 from ..core.frames import DROP, ODDS, PBP, sse_retry
-from ..streaming import StreamPlan, StreamSession, odds_snapshot
+from ..streaming import StreamPlan, StreamSession, final_frame, heartbeat, odds_snapshot
 from ..writer import wall_ms
 from .common import ApiError, authenticate, bad_param, params, require_stream_tier
+from .direct import CURRENT_CONNECTION, DirectWriter, plain_socket_fd
 from .rest import live_state_rows
 
 bp = Blueprint("sse", __name__)
@@ -67,6 +69,10 @@ async def stream(gw: Gateway, api_key: ApiKey, plan: StreamPlan, *, named: bool)
     slot = acquire_slot(gw, api_key)
     session = StreamSession(gw, plan)
     retry = sse_retry(gw.config.streams.retry_ms)
+    conn = CURRENT_CONNECTION.get() if gw.config.streams.direct_writes else None
+    if request.http_version not in ("1.0", "1.1") or (conn is not None and plain_socket_fd(conn) is None):
+        conn = None  # HTTP/2, TLS or an unknown server: stay on the normal path
+    chunked = request.http_version == "1.1"
 
     async def body() -> AsyncGenerator[bytes, None]:
         try:
@@ -76,6 +82,11 @@ async def stream(gw: Gateway, api_key: ApiKey, plan: StreamPlan, *, named: bool)
                     data = b"".join(f.sse(named) for f in batch)
                     yield retry + data if first else data
                     first = False
+                    if conn is not None and (writer := _go_direct(session, conn, named, gw, chunked)) is not None:
+                        async with aclosing(_direct(session, writer, plan.heartbeat_s, named)) as chunks:
+                            async for chunk in chunks:
+                                yield chunk
+                        return
         finally:
             session.close()
             slot.release()
@@ -86,6 +97,50 @@ async def stream(gw: Gateway, api_key: ApiKey, plan: StreamPlan, *, named: bool)
     assert isinstance(resp, Response)
     resp.timeout = None
     return resp
+
+
+def _go_direct(session: StreamSession, conn: object, named: bool, gw: Gateway, chunked: bool) -> DirectWriter | None:
+    """Switch a live stream whose queue is empty to direct writes (no await: atomic)."""
+    sub = session.sub
+    if not session.live or sub is None or sub.cut_reason is not None:
+        return None
+    if sub.receive.statistics().current_buffer_used:
+        return None
+    writer = DirectWriter(conn, named=named, max_backlog=gw.config.streams.direct_backlog_bytes, chunked=chunked)
+    writer.active = True
+    sub.deliver = writer.deliver
+    sub.wakeup = lambda: writer.wake.set()
+    return writer
+
+
+async def _direct(session: StreamSession, writer: DirectWriter, heartbeat_s: float,
+                  named: bool) -> AsyncGenerator[bytes, None]:
+    """The stream's task in direct mode: heartbeats, and whatever could not be written at once."""
+    sub = session.sub
+    assert sub is not None
+    quiet_since, writes = trio.current_time(), writer.writes
+    while True:
+        with trio.move_on_at(quiet_since + heartbeat_s):
+            await writer.wake.wait()
+        writer.wake = trio.Event()
+        if sub.cut_reason is not None or writer.dead:
+            break
+        if writer.raw:
+            await writer.finish_raw()
+        if writer.backlog:
+            yield writer.take_backlog()  # through Hypercorn, which waits for the socket
+            quiet_since = trio.current_time()
+            continue
+        writer.resume_direct()
+        if writer.writes != writes:
+            quiet_since, writes = trio.current_time(), writer.writes
+        elif trio.current_time() >= quiet_since + heartbeat_s:
+            yield heartbeat(len(session.gw.hub)).sse(named)
+            quiet_since = trio.current_time()
+    if writer.raw and not writer.dead:
+        await writer.finish_raw()
+    if sub.cut_reason is not None and not writer.dead:
+        yield writer.take_backlog() + final_frame(sub.cut_reason).sse(named)
 
 
 def connected(api_key: ApiKey, stream_name: str, sports: frozenset[str] | None, flt: Filter,

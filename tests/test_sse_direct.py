@@ -1,0 +1,93 @@
+"""Direct socket writes (web/direct.py): framing stays valid and order is kept, including
+when the client's socket is full (partial writes, backlog) and for HTTP/1.0 clients."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import trio
+
+from .conftest import Running
+from .helpers import push, quote
+
+
+def dechunk(raw: bytes) -> bytes:
+    """Decode a chunked body strictly: any framing error raises."""
+    out, pos = [], 0
+    while True:
+        end = raw.index(b"\r\n", pos)
+        size = int(raw[pos:end], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(raw[end + 2:end + 2 + size])
+        assert raw[end + 2 + size:end + 4 + size] == b"\r\n", "chunk not terminated by CRLF"
+        pos = end + 4 + size
+
+
+def events(body: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line[6:]) for block in body.split(b"\n\n") for line in block.split(b"\n")
+            if line.startswith(b"data: ")]
+
+
+async def open_raw(gateway: Running, key: str, version: str, rcvbuf: int | None = None) -> socket.socket:
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    host, port = gateway.url.removeprefix("http://").split(":")
+    sock.connect((host, int(port)))
+    sock.sendall(f"GET /v1/odds-drop/basketball_nba?apiKey={key}&threshold=1&heartbeat_s=30 HTTP/{version}\r\n"
+                 "Host: x\r\n\r\n".encode())
+    sock.setblocking(False)
+    return sock
+
+
+async def read_until(sock: socket.socket, done: bytes | None, timeout: float) -> bytes:
+    buf = b""
+    with trio.move_on_after(timeout):
+        while done is None or done not in buf:
+            await trio.lowlevel.wait_readable(sock)
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            buf += chunk
+    return buf
+
+
+async def test_slow_reader_gets_every_frame_in_order(gateway: Running) -> None:
+    key, ingest = gateway.key(), gateway.key(scopes=("ingest",))
+    with trio.fail_after(30):
+        async with gateway.client() as c:
+            await push(c, ingest, [quote(-100, book=f"b{i}") for i in range(20)])
+            sock = await open_raw(gateway, key, "1.1", rcvbuf=4096)
+            head = await read_until(sock, b'"connected"', 5)
+            prices = [-110, -120]
+            await push(c, ingest, [quote(-105, book=f"b{i}") for i in range(20)])  # first live batch
+            for n in range(150):  # ~3000 drops of ~600 bytes while the client does not read
+                await push(c, ingest, [quote(prices[n % 2], book=f"b{i}") for i in range(20)])
+            gateway.stop.set()  # ends the stream: final frame, then the chunked terminator
+            rest = await read_until(sock, b"\r\n0\r\n\r\n", 20)
+            sock.close()
+    raw = head + rest
+    body = dechunk(raw.split(b"\r\n\r\n", 1)[1])
+    frames = events(body)
+    drops = [f for f in frames if f["type"] == "odds_drop"]
+    assert len(drops) == 20 + 150 * 20
+    assert [d["id"] for d in drops] == sorted(d["id"] for d in drops)
+    assert frames[-1]["type"] == "stream_status" and frames[-1]["reason"] == "shutdown"
+
+
+async def test_http10_client_gets_unchunked_frames(gateway: Running) -> None:
+    key, ingest = gateway.key(), gateway.key(scopes=("ingest",))
+    with trio.fail_after(15):
+        async with gateway.client() as c:
+            await push(c, ingest, [quote(-100)])
+            sock = await open_raw(gateway, key, "1.0")
+            buf = await read_until(sock, b'"connected"', 5)
+            for price in (-110, -120, -130, -140, -150):
+                await push(c, ingest, [quote(price)])
+            buf += await read_until(sock, b'"new":-150', 5)
+            sock.close()
+    drops = [f for f in events(buf.split(b"\r\n\r\n", 1)[1]) if f["type"] == "odds_drop"]
+    assert [d["new"] for d in drops] == [-110, -120, -130, -140, -150]
