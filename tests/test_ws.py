@@ -311,6 +311,24 @@ async def test_live_with_session_cookie(gateway: Running) -> None:
     assert pbp["score_a"] == "3" and isinstance(pbp["id"], int)
 
 
+async def test_live_types_selects_frame_kinds(gateway: Running) -> None:
+    key, ingest = gateway.key(), gateway.key(scopes=("ingest",))
+    with trio.fail_after(10):
+        async with gateway.client() as c:
+            await push(c, ingest, [live_quote(-110)])
+            async with open_websocket_url(url(gateway.url, "/ws/live/basketball_nba", apiKey=key,
+                                              types="odds_drop")) as ws:
+                await next_type(ws, "initial_state")
+                await push(c, ingest, [live_quote(-125)])
+                await push(c, ingest, [live_quote(-140)])
+                got = [await recv(ws) for _ in range(2)]
+            async with open_websocket_url(url(gateway.url, "/ws/live/basketball_nba", apiKey=key,
+                                              types="odds_drop,nope")) as ws:
+                code, frames = await close_code(ws)
+    assert [(m["type"], m["new"]) for m in got] == [("odds_drop", -125), ("odds_drop", -140)]
+    assert code == 1008 and frames[-1]["param"] == "types"
+
+
 @pytest.mark.parametrize("origin", ["http://evil.example", None, "https://127.0.0.1"])
 async def test_live_cookie_needs_same_origin(gateway: Running, origin: str | None) -> None:
     cookie = await login(gateway, gateway.key("business"))

@@ -43,7 +43,7 @@ from quart import Blueprint, websocket
 
 from ..app import Gateway, current_gateway
 from ..auth import ApiKey
-from ..core.filters import Filter, ParamError, bool_param, int_param, one, parse_filter, parse_sports
+from ..core.filters import Filter, ParamError, bool_param, csv, int_param, one, parse_filter, parse_sports
 from ..core.frames import DROP, ODDS, PBP, dumps
 from ..hub import SHUTDOWN, SLOW_CONSUMER
 from ..sessions import COOKIE_NAME
@@ -92,6 +92,7 @@ class Spec:
     limit: int
     max_age_s: int
     since: int | None
+    streams: tuple[str, ...] = (ODDS,)
 
 
 @bp.websocket("/ws/odds/<sport_key>")
@@ -213,9 +214,24 @@ def build_spec(gw: Gateway, ws: Any, api_key: ApiKey, auth: str, sport_key: str,
         max_age_s = int_param(p, "max_age_s", 600, 1, 3600)
         since = int_param(p, "since", 0, 0, 2**53) if one(p, "since") else None
         bool_param(p, "named_events", False)  # accepted as on SSE; WS frames are never named
+        streams = live_streams(p) if live else (ODDS,)
     except ParamError as exc:
         raise Reject(1008, "invalid_param", exc.message, param=exc.param) from None
-    return Spec(api_key, auth, sport_key, live, sports, flt, heartbeat_s, last_id, bad, limit, max_age_s, since)
+    return Spec(api_key, auth, sport_key, live, sports, flt, heartbeat_s, last_id, bad, limit, max_age_s, since,
+                streams)
+
+
+LIVE_TYPES = {"odds_update": ODDS, "pbp_event": PBP, "odds_drop": DROP}
+
+
+def live_streams(p: dict[str, list[str]]) -> tuple[str, ...]:
+    """`/ws/live?types=odds_drop,pbp_event` (our extension): which in-play frames to send."""
+    wanted = csv(p, "types")
+    if wanted is None:
+        return (ODDS, PBP, DROP)
+    if bad := [t for t in wanted if t not in LIVE_TYPES]:
+        raise ParamError("types", f"unknown frame type: {', '.join(bad)} (use {', '.join(LIVE_TYPES)})")
+    return tuple(dict.fromkeys(LIVE_TYPES[t] for t in wanted))
 
 
 def _live_state(conn: Any, sports: list[str], event_ids: frozenset[str] | None) -> list[dict[str, Any]]:
@@ -239,8 +255,7 @@ class WsConnection:
                          auth=s.auth, heartbeat_s=s.heartbeat_s)
         if resumed_from is not None:
             info["resumed_from"] = resumed_from
-        streams = (ODDS, PBP, DROP) if s.live else (ODDS,)
-        return StreamPlan(streams, s.sports, flt, s.heartbeat_s, info, self.snapshot, last_id, bad, "ws")
+        return StreamPlan(s.streams, s.sports, flt, s.heartbeat_s, info, self.snapshot, last_id, bad, "ws")
 
     async def snapshot(self) -> dict[str, Any]:
         s, flt = self.spec, self.plan.filter
