@@ -31,14 +31,15 @@ def events(body: bytes) -> list[dict[str, Any]]:
             if line.startswith(b"data: ")]
 
 
-async def open_raw(gateway: Running, key: str, version: str, rcvbuf: int | None = None) -> socket.socket:
+async def open_raw(gateway: Running, key: str, version: str, rcvbuf: int | None = None,
+                   heartbeat_s: int = 30) -> socket.socket:
     sock = socket.socket()
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     host, port = gateway.url.removeprefix("http://").split(":")
     sock.connect((host, int(port)))
-    sock.sendall(f"GET /v1/odds-drop/basketball_nba?apiKey={key}&threshold=1&heartbeat_s=30 HTTP/{version}\r\n"
-                 "Host: x\r\n\r\n".encode())
+    path = f"/v1/odds-drop/basketball_nba?apiKey={key}&threshold=1&heartbeat_s={heartbeat_s}"
+    sock.sendall(f"GET {path} HTTP/{version}\r\nHost: x\r\n\r\n".encode())
     sock.setblocking(False)
     return sock
 
@@ -91,3 +92,14 @@ async def test_http10_client_gets_unchunked_frames(gateway: Running) -> None:
             sock.close()
     drops = [f for f in events(buf.split(b"\r\n\r\n", 1)[1]) if f["type"] == "odds_drop"]
     assert [d["new"] for d in drops] == [-110, -120, -130, -140, -150]
+
+
+async def test_heartbeats_keep_flowing_in_direct_mode(gateway: Running) -> None:
+    key = gateway.key()
+    with trio.fail_after(15):
+        sock = await open_raw(gateway, key, "1.1", heartbeat_s=1)
+        raw = await read_until(sock, None, 4.5)
+        sock.close()
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    beats = [f for f in events(dechunk(body + b"0\r\n\r\n")) if f["type"] == "heartbeat"]
+    assert len(beats) >= 3  # the first through Hypercorn, later ones written directly

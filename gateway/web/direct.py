@@ -94,6 +94,13 @@ class DirectWriter:
             self._queue(data)
         return self.backlog_bytes <= self.max_backlog
 
+    def try_write(self, data: bytes) -> bool:
+        """Write now if direct writes are possible (e.g. a heartbeat); False: send it another way."""
+        if not self.active or self.conn.send_lock.locked():
+            return False
+        self._write(data)
+        return True
+
     def _queue(self, data: bytes) -> None:
         self.backlog.append(data)
         self.backlog_bytes += len(data)

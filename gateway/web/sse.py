@@ -135,8 +135,10 @@ async def _direct(session: StreamSession, writer: DirectWriter, heartbeat_s: flo
         if writer.writes != writes:
             quiet_since, writes = trio.current_time(), writer.writes
         elif trio.current_time() >= quiet_since + heartbeat_s:
-            yield heartbeat(len(session.gw.hub)).sse(named)
-            quiet_since = trio.current_time()
+            beat = heartbeat(len(session.gw.hub)).sse(named)
+            if not writer.try_write(beat):
+                yield beat
+            quiet_since, writes = trio.current_time(), writer.writes
     if writer.raw and not writer.dead:
         await writer.finish_raw()
     if sub.cut_reason is not None and not writer.dead:
