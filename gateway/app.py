@@ -108,7 +108,7 @@ def _all_quotes(board: Board) -> list[Quote]:
 
 
 def create_app(gw: Gateway) -> QuartTrio:
-    from .web import dashboard, direct, errors, ingest, rest, session, sse, webhooks, ws
+    from .web import dashboard, direct, errors, ingest, rest, session, webhooks, ws
 
     app = QuartTrio("gateway")
     app.config["GATEWAY"] = gw
@@ -118,7 +118,7 @@ def create_app(gw: Gateway) -> QuartTrio:
     errors.install(app)
     if gw.config.streams.direct_writes:
         direct.install()
-    for module in (rest, sse, ingest, ws, session, dashboard, webhooks):
+    for module in (rest, ingest, ws, session, dashboard, webhooks):
         app.register_blueprint(module.bp)
     return app
 
@@ -175,7 +175,9 @@ async def serve(
         async with trio.open_nursery() as nursery:
 
             async def http(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-                await hypercorn_serve(app, hc, shutdown_trigger=shutdown_trigger,  # type: ignore[arg-type]
+                from .web.streams_asgi import StreamsApp  # SSE routes below Quart (see its docstring)
+
+                await hypercorn_serve(StreamsApp(gw, app), hc, shutdown_trigger=shutdown_trigger,  # type: ignore[arg-type]
                                       task_status=task_status)
                 nursery.cancel_scope.cancel()  # hypercorn has drained: stop feeds and writer
 

@@ -25,6 +25,30 @@ def redact(text: str) -> str:
     return _SECRET_PARAMS.sub(r"\1***", text)
 
 
+COOKIE_ONLY_PATHS = ("/dashboard", "/ws/live", "/v1/ws/live", "/v1/session")
+
+
+def cors_headers(path: str, origin: str | None, allowed: tuple[str, ...]) -> dict[str, str]:
+    """CORS for key-authenticated routes; cookie-authenticated ones never allow other origins."""
+    if not origin or path.startswith(COOKIE_ONLY_PATHS):
+        return {}
+    out = {"Access-Control-Allow-Headers": CORS_HEADERS, "Access-Control-Expose-Headers": "X-Request-ID, Retry-After",
+           "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS"}
+    if "*" in allowed:
+        out["Access-Control-Allow-Origin"] = "*"
+    elif origin in allowed:
+        out["Access-Control-Allow-Origin"] = origin
+        out["Vary"] = "Origin"
+    return out
+
+
+def access_log(remote: str | None, method: str, full_path: str, status: int, started: float, key_name: str,
+               request_id: str) -> None:
+    ms = (time.perf_counter() - started) * 1000
+    logger.info('%s "%s %s" %s %.1fms key=%s rid=%s', remote, method, redact(full_path.rstrip("?")), status, ms,
+                key_name, request_id)
+
+
 def _error_response(exc: ApiError) -> Response:
     rid = getattr(g, "request_id", "") or secrets.token_hex(16)
     resp = jsonify(exc.body(rid))
@@ -50,21 +74,11 @@ def install(app: QuartTrio) -> None:
     @app.after_request
     async def finish(resp: Response) -> Response:
         resp.headers["X-Request-ID"] = getattr(g, "request_id", "")
-        origin = request.headers.get("Origin")
-        allowed = current_gateway().config.server.cors_origins
-        if origin and not request.path.startswith(("/dashboard", "/ws/live", "/v1/ws/live", "/v1/session")):
-            if "*" in allowed:
-                resp.headers["Access-Control-Allow-Origin"] = "*"
-            elif origin in allowed:
-                resp.headers["Access-Control-Allow-Origin"] = origin
-                resp.headers["Vary"] = "Origin"
-            resp.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
-            resp.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After"
-            resp.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
-        ms = (time.perf_counter() - getattr(g, "started", time.perf_counter())) * 1000
-        logger.info('%s "%s %s" %s %.1fms key=%s rid=%s', request.remote_addr, request.method,
-                    redact(request.full_path.rstrip("?")), resp.status_code, ms,
-                    getattr(g, "key_name", "-"), getattr(g, "request_id", ""))
+        cors = cors_headers(request.path, request.headers.get("Origin"), current_gateway().config.server.cors_origins)
+        resp.headers.update(cors)
+        access_log(request.remote_addr, request.method, request.full_path, resp.status_code,
+                   getattr(g, "started", time.perf_counter()), getattr(g, "key_name", "-"),
+                   getattr(g, "request_id", ""))
         return resp
 
     @app.errorhandler(ApiError)

@@ -1,32 +1,25 @@
-"""SSE endpoints: play-by-play, odds and drops. Thin: parse, gate, then stream a session.
-
-Policy: every parameter is validated before the stream starts (400 naming it); the cap
-slot is taken before the response and released however the stream ends, including when
-it never starts (the body's finaliser releases it). Each write carries every frame queued
-for this client.
+"""SSE streams: play-by-play, odds and drops. Plans (validated parameters, tier gates) and
+the body of a stream. The HTTP side is `streams_asgi.py`, which serves these routes below
+Quart. Every parameter is validated before the stream starts (400 naming it).
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
 import trio
-from quart import Blueprint, Response, make_response, request
 
-from ..app import Gateway, current_gateway
+from ..app import Gateway
 from ..auth import ApiKey, Slot
 from ..core.filters import Filter, ParamError, Params, bool_param, int_param, one, parse_filter, parse_sports
 from ..core.frames import DROP, ODDS, PBP, sse_retry
 from ..streaming import StreamPlan, StreamSession, final_frame, heartbeat, odds_snapshot
 from ..writer import wall_ms
-from .common import ApiError, authenticate, bad_param, params, require_stream_tier
-from .direct import CURRENT_CONNECTION, DirectWriter, plain_socket_fd
+from .common import ApiError, bad_param, require_stream_tier
+from .direct import DirectWriter
 from .rest import live_state_rows
-
-bp = Blueprint("sse", __name__)
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -58,45 +51,35 @@ def resume_params(p: Params, header: str | None) -> tuple[int | None, bool]:
     return None, False
 
 
-def common_params(gw: Gateway, p: Params, *, named_default: bool) -> tuple[int, bool, int | None, bool]:
+def common_params(gw: Gateway, p: Params, last_event_header: str | None, *,
+                  named_default: bool) -> tuple[int, bool, int | None, bool]:
     heartbeat_s = int_param(p, "heartbeat_s", gw.config.streams.heartbeat_s, 1, 30)
     named = bool_param(p, "named_events", named_default)
-    last_id, bad_header = resume_params(p, request.headers.get("Last-Event-ID"))
+    last_id, bad_header = resume_params(p, last_event_header)
     return heartbeat_s, named, last_id, bad_header
 
 
-async def stream(gw: Gateway, api_key: ApiKey, plan: StreamPlan, *, named: bool) -> Response:
-    slot = acquire_slot(gw, api_key)
+async def sse_body(gw: Gateway, plan: StreamPlan, *, named: bool, conn: Any, chunked: bool
+                   ) -> AsyncGenerator[bytes, None]:
+    """The bytes of one SSE stream: what the session yields, then (once live, if `conn` is a
+    plain HTTP/1.x connection) direct writes, with this generator left for heartbeats and
+    whatever the socket could not take at once."""
     session = StreamSession(gw, plan)
     retry = sse_retry(gw.config.streams.retry_ms)
-    conn = CURRENT_CONNECTION.get() if gw.config.streams.direct_writes else None
-    if request.http_version not in ("1.0", "1.1") or (conn is not None and plain_socket_fd(conn) is None):
-        conn = None  # HTTP/2, TLS or an unknown server: stay on the normal path
-    chunked = request.http_version == "1.1"
-
-    async def body() -> AsyncGenerator[bytes, None]:
-        try:
-            async with aclosing(session.frames()) as batches:
-                first = True
-                async for batch in batches:
-                    data = b"".join(f.sse(named) for f in batch)
-                    yield retry + data if first else data
-                    first = False
-                    if conn is not None and (writer := _go_direct(session, conn, named, gw, chunked)) is not None:
-                        async with aclosing(_direct(session, writer, plan.heartbeat_s, named)) as chunks:
-                            async for chunk in chunks:
-                                yield chunk
-                        return
-        finally:
-            session.close()
-            slot.release()
-
-    gen = body()
-    weakref.finalize(gen, slot.release)  # a stream that never starts still frees its slot
-    resp = await make_response(gen, 200, SSE_HEADERS)
-    assert isinstance(resp, Response)
-    resp.timeout = None
-    return resp
+    try:
+        async with aclosing(session.frames()) as batches:
+            first = True
+            async for batch in batches:
+                data = b"".join(f.sse(named) for f in batch)
+                yield retry + data if first else data
+                first = False
+                if conn is not None and (writer := _go_direct(session, conn, named, gw, chunked)) is not None:
+                    async with aclosing(_direct(session, writer, plan.heartbeat_s, named)) as chunks:
+                        async for chunk in chunks:
+                            yield chunk
+                    return
+    finally:
+        session.close()
 
 
 def _go_direct(session: StreamSession, conn: object, named: bool, gw: Gateway, chunked: bool) -> DirectWriter | None:
@@ -153,17 +136,14 @@ def connected(api_key: ApiKey, stream_name: str, sports: frozenset[str] | None, 
             "timestamp": wall_ms(), **extra}
 
 
-@bp.get("/v1/sports/<sport_key>/live/sse")
-async def pbp_sse(sport_key: str) -> Response:
-    api_key = await authenticate(rate_limited=False)
-    gw = current_gateway()
+def pbp_plan(gw: Gateway, api_key: ApiKey, sport_key: str, p: Params,
+             last_event_header: str | None) -> tuple[StreamPlan, bool]:
     require_stream_tier(gw, api_key, pbp=True, what="the play-by-play stream")
-    p = params()
     catalog = gw.universe.catalog()
     try:
         sports = parse_sports({}, sport_key, catalog)
         flt = parse_filter(p, catalog)
-        heartbeat_s, named, last_id, bad = common_params(gw, p, named_default=True)
+        heartbeat_s, named, last_id, bad = common_params(gw, p, last_event_header, named_default=True)
     except ParamError as exc:
         raise bad_param(exc) from None
     match_id = one(p, "match_id", "event_id")
@@ -175,35 +155,20 @@ async def pbp_sse(sport_key: str) -> Response:
 
     plan = StreamPlan((PBP,), sports, flt, heartbeat_s, connected(api_key, "pbp", sports, flt, sport_key),
                       snapshot, last_id, bad)
-    return await stream(gw, api_key, plan, named=named)
+    return plan, named
 
 
-@bp.get("/v1/sse/odds/<sport_key>")
-@bp.get("/v1/sse/hot/<sport_key>")
-async def odds_sse(sport_key: str) -> Response:
-    api_key = await authenticate(rate_limited=False)
-    gw = current_gateway()
+def odds_plan(gw: Gateway, api_key: ApiKey, sport_key: str, p: Params,
+              last_event_header: str | None) -> tuple[StreamPlan, bool]:
     require_stream_tier(gw, api_key, pbp=False, what="the odds stream")
-    plan, named = odds_plan(gw, api_key, sport_key, params())
-    return await stream(gw, api_key, plan, named=named)
-
-
-def odds_plan(gw: Gateway, api_key: ApiKey, sport_key: str, p: Params, *, transport: str = "sse",
-              live_only: bool = False, heartbeat_default: int | None = None) -> tuple[StreamPlan, bool]:
     catalog = gw.universe.catalog()
     try:
         sports = parse_sports({}, sport_key, catalog)
         flt = parse_filter(p, catalog)
-        if live_only:
-            flt = Filter(event_ids=flt.event_ids, bookmakers=flt.bookmakers, markets=flt.markets,
-                         kinds=flt.kinds, threshold=1, live_only=True)
-        heartbeat_s, named, last_id, bad = common_params(gw, p, named_default=False)
-        if heartbeat_default is not None and one(p, "heartbeat_s") is None:
-            heartbeat_s = heartbeat_default
+        heartbeat_s, named, last_id, bad = common_params(gw, p, last_event_header, named_default=False)
         limit = int_param(p, "limit", 500, 1, 1000)
         max_age_s = int_param(p, "max_age_s", 600, 1, 3600)
-        since_text = one(p, "since")
-        since = int_param(p, "since", 0, 0, 2**53) if since_text else None
+        since = int_param(p, "since", 0, 0, 2**53) if one(p, "since") else None
     except ParamError as exc:
         raise bad_param(exc) from None
 
@@ -215,23 +180,19 @@ def odds_plan(gw: Gateway, api_key: ApiKey, sport_key: str, p: Params, *, transp
                 "data": rows, "since": since, "truncated": truncated, "snapshot_complete": not truncated}
 
     info = connected(api_key, "odds", sports, flt, sport_key)
-    plan = StreamPlan((ODDS,), sports, flt, heartbeat_s, info, snapshot, last_id, bad, transport)
-    return plan, named
+    return StreamPlan((ODDS,), sports, flt, heartbeat_s, info, snapshot, last_id, bad), named
 
 
-@bp.get("/v1/odds-drop/<sport_key>")
-async def drops_sse(sport_key: str) -> Response:
-    api_key = await authenticate(rate_limited=False)
-    gw = current_gateway()
+def drops_plan(gw: Gateway, api_key: ApiKey, sport_key: str, p: Params,
+               last_event_header: str | None) -> tuple[StreamPlan, bool]:
     require_stream_tier(gw, api_key, pbp=False, what="the drop stream")
-    p = params()
     catalog = gw.universe.catalog()
     try:
         sports = parse_sports(p, sport_key, catalog)
         flt = parse_filter(p, catalog, drops=True)
-        heartbeat_s, named, last_id, bad = common_params(gw, p, named_default=False)
+        heartbeat_s, named, last_id, bad = common_params(gw, p, last_event_header, named_default=False)
     except ParamError as exc:
         raise bad_param(exc) from None
     plan = StreamPlan((DROP,), sports, flt, heartbeat_s, connected(api_key, "drops", sports, flt, sport_key),
                       None, last_id, bad)
-    return await stream(gw, api_key, plan, named=named)
+    return plan, named

@@ -1,0 +1,148 @@
+"""The SSE routes, served by a small ASGI handler in front of the Quart app.
+
+Why below Quart: a stream lives for hours and Quart's per-request machinery (request and
+response objects, a nursery and two extra tasks) cost ~11 KiB per idle connection and CPU
+on every write. Everything else (REST, ingest, WebSocket, dashboard) goes to Quart.
+
+Per stream: parse the query into the same multi-dict the filters take, authenticate with
+the same key forms, gate, validate (errors leave in the usual envelope with the request id
+and CORS headers), take a cap slot, then send the body while one small task watches for
+the client's disconnect. The slot is released in `finally`, however the stream ends.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import aclosing
+from typing import Any
+from urllib.parse import parse_qs
+
+import trio
+
+from ..app import Gateway
+from ..auth import ApiKey
+from ..core.frames import dumps
+from .common import ApiError, key_from, resolve_key
+from .direct import CURRENT_CONNECTION, plain_socket_fd
+from .errors import access_log, cors_headers
+from .sse import SSE_HEADERS, acquire_slot, drops_plan, odds_plan, pbp_plan, sse_body
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+ROUTES = (
+    (re.compile(r"^/v1/sports/([^/]+)/live/sse$"), pbp_plan),
+    (re.compile(r"^/v1/sse/(?:odds|hot)/([^/]+)$"), odds_plan),
+    (re.compile(r"^/v1/odds-drop/([^/]+)$"), drops_plan),
+)
+
+
+class Headers:
+    """Case-insensitive, read-only view of ASGI headers (the last value of a name wins)."""
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._h = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._h.get(name.lower(), default)
+
+
+class Args:
+    """First value of each query parameter, as Quart's `request.args.get` gives it."""
+
+    def __init__(self, multi: dict[str, list[str]]) -> None:
+        self._multi = multi
+
+    def get(self, name: str, default: Any = None) -> Any:
+        values = self._multi.get(name)
+        return values[0] if values else default
+
+
+class StreamsApp:
+    """ASGI app: the SSE routes here, everything else to `app`."""
+
+    def __init__(self, gw: Gateway, app: Any) -> None:
+        self.gw = gw
+        self.app = app
+        self.config = app.config  # Hypercorn-level helpers (ws_liveness) read the app's config here
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, *rest: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            for pattern, plan in ROUTES:
+                match = pattern.match(scope["path"])
+                if match:
+                    await self.stream(scope, receive, send, plan, match.group(1))
+                    return
+        await self.app(scope, receive, send, *rest)
+
+    async def stream(self, scope: Scope, receive: Receive, send: Send, plan_fn: Any, sport_key: str) -> None:
+        gw, started = self.gw, time.perf_counter()
+        headers = Headers(scope["headers"])
+        query = scope["query_string"].decode("latin-1")
+        params = parse_qs(query, keep_blank_values=True)
+        rid = (headers.get("x-request-id") or "")[:64] or secrets.token_hex(16)
+        extra = {"X-Request-ID": rid, **cors_headers(scope["path"], headers.get("origin"),
+                                                      gw.config.server.cors_origins)}
+        full_path = scope["path"] + ("?" + query if query else "")
+        client = (scope.get("client") or ("-",))[0]
+        key_name = "-"
+        try:
+            if gw.shutting_down:
+                raise ApiError(503, "unavailable", "the gateway is shutting down", headers={"Retry-After": "5"})
+            api_key: ApiKey = await resolve_key(gw, key_from(headers, Args(params)))
+            key_name = api_key.name
+            plan, named = plan_fn(gw, api_key, sport_key, params, headers.get("last-event-id"))
+            slot = acquire_slot(gw, api_key)
+        except ApiError as exc:
+            await _send_error(send, exc, rid, extra)
+            access_log(client, "GET", full_path, exc.status, started, key_name, rid)
+            return
+        try:
+            access_log(client, "GET", full_path, 200, started, key_name, rid)
+            http = scope.get("http_version", "1.1")
+            conn = CURRENT_CONNECTION.get() if gw.config.streams.direct_writes and http in ("1.0", "1.1") else None
+            if conn is not None and plain_socket_fd(conn) is None:
+                conn = None  # TLS or an unknown server: stay on the normal path
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": _encode({**SSE_HEADERS, **extra})})
+            body = sse_body(gw, plan, named=named, conn=conn, chunked=http == "1.1")
+            gone = await _send_until_disconnect(receive, send, body)
+            if not gone:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            slot.release()
+
+
+async def _send_until_disconnect(receive: Receive, send: Send, body: Any) -> bool:
+    """Send the body's chunks until it ends (False) or the client goes away (True)."""
+    gone = False
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+        async with aclosing(body) as chunks:
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        nursery.cancel_scope.cancel()
+    return gone
+
+
+async def _send_error(send: Send, exc: ApiError, rid: str, extra: dict[str, str]) -> None:
+    body = dumps(exc.body(rid)).encode()
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body)), **exc.headers, **extra}
+    await send({"type": "http.response.start", "status": exc.status, "headers": _encode(headers)})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
