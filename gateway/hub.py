@@ -42,7 +42,8 @@ class Subscriber:
         self.cut_reason: str | None = None
         self.send, self.receive = trio.open_memory_channel[Frame](buffer)
         # direct mode (SSE): frames of one publish go to `deliver` instead of the channel;
-        # it returns False when the client is too far behind. `wakeup` is called on a cut.
+        # it returns False when the client is too far behind. `wakeup`, when set, is called
+        # on a cut and on every frame queued: the subscriber's task is waiting elsewhere.
         self.deliver: Callable[[list[Frame]], bool] | None = None
         self.wakeup: Callable[[], None] | None = None
 
@@ -135,6 +136,8 @@ class Hub:
                     try:
                         sub.send.send_nowait(frame)
                         delivered += 1
+                        if sub.wakeup is not None:  # its task waits on the client, not the channel
+                            sub.wakeup()
                     except trio.WouldBlock:
                         slow.append(sub)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -70,10 +70,17 @@ def final_frame(reason: str) -> Frame:
                           "timestamp": wall_ms()})
 
 
+# Waits until the client goes away (True); cancelled when there is something to send. Lets
+# one task per stream both notice a disconnect and serve frames (no watcher task).
+Idle = Callable[[], Awaitable[bool]]
+
+
 class StreamSession:
-    def __init__(self, gw: Gateway, plan: StreamPlan) -> None:
+    def __init__(self, gw: Gateway, plan: StreamPlan, idle: Idle | None = None) -> None:
         self.gw = gw
         self.plan = plan
+        self.idle = idle
+        self.gone = False  # the client went away (seen by `idle`)
         self.sub: Subscriber | None = None
         self.live = False  # snapshot/replay done; frames now come from the hub only
         self.cursor = 0  # highest id sent; live frames at or below it were replayed already
@@ -115,6 +122,8 @@ class StreamSession:
         try:
             hello = [Frame.control(plan.connected)]
             yield [*hello, reset_frame(problem)] if problem else hello
+            del hello  # a stream lives for hours: keep nothing per connection that is not needed
+            plan.connected = {}
             if resume_from is not None:
                 self.cursor = resume_from
                 async with aclosing(self._replay()) as chunks:
@@ -128,40 +137,60 @@ class StreamSession:
                 snap = await plan.snapshot()
                 if snap is not None:
                     yield [Frame.control(snap)]
+                del snap
             assert self.sub is not None
-            async with aclosing(self._live(self.sub)) as live:
-                async for batch in live:
+            # the live part is inlined (not a sub-generator): one less object per idle stream
+            sub, receive = self.sub, self.sub.receive
+            self.live = True
+            while True:
+                batch, last = await self._next_batch(sub, receive)
+                if batch:
                     yield batch
+                if last:
+                    return
+                del batch
         finally:
             self.close()
 
-    async def _live(self, sub: Subscriber) -> AsyncGenerator[list[Frame], None]:
-        receive = sub.receive
-        self.live = True
-        while True:
-            batch: list[Frame] = []
+    async def _next_batch(self, sub: Subscriber, receive: Any) -> tuple[list[Frame], bool]:
+        """Frames queued for `sub` (coalesced), a heartbeat after a quiet `heartbeat_s`, or
+        (last=True) the final frame once the hub cut the subscriber off."""
+        batch: list[Frame] = []
+        if self.idle is None:
             with trio.move_on_after(self.plan.heartbeat_s):
                 try:
                     batch.append(await receive.receive())
                 except trio.EndOfChannel:
                     pass
-            if sub.cut_reason is not None:
-                yield [final_frame(sub.cut_reason)]
-                return
-            if not batch:
-                yield [heartbeat(len(self.gw.hub))]
-                continue
-            while len(batch) < MAX_COALESCE:
+        else:
+            try:
+                batch.append(receive.receive_nowait())
+            except trio.WouldBlock:
+                with trio.move_on_after(self.plan.heartbeat_s) as waiting:
+                    sub.wakeup = waiting.cancel  # the hub cancels the wait when it queues a frame
+                    self.gone = await self.idle()
+                sub.wakeup = None
+                if self.gone:
+                    return [], True
                 try:
                     batch.append(receive.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-            if self.cursor:
-                cursor = self.cursor
-                batch = [f for f in batch if f.seq is None or f.seq > cursor]
-                if not batch:
-                    continue
-            yield batch
+                    pass
+            except trio.EndOfChannel:
+                pass
+        if sub.cut_reason is not None:
+            return [final_frame(sub.cut_reason)], True
+        if not batch:
+            return [heartbeat(len(self.gw.hub))], False
+        while len(batch) < MAX_COALESCE:
+            try:
+                batch.append(receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        if self.cursor:
+            cursor = self.cursor
+            batch = [f for f in batch if f.seq is None or f.seq > cursor]
+        return batch, False
 
 
 def odds_snapshot(board: Board, sports: frozenset[str] | None, flt: Filter, *, now: int, max_age_s: int,

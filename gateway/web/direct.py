@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -65,11 +65,15 @@ def plain_socket_fd(conn: Any) -> int | None:
     return fd if fd >= 0 else None
 
 
+def nothing() -> None:
+    pass
+
+
 class DirectWriter:
     """Writes one SSE client's frames from the publishing task; see the module docstring."""
 
     __slots__ = ("active", "backlog", "backlog_bytes", "chunked", "conn", "dead", "max_backlog", "named", "raw",
-                 "wake", "writes")
+                 "wakeup", "writes")
 
     def __init__(self, conn: Any, *, named: bool, max_backlog: int, chunked: bool) -> None:
         self.conn = conn
@@ -81,7 +85,7 @@ class DirectWriter:
         self.backlog_bytes = 0
         self.raw = b""  # the unwritten tail of a chunk already started on the wire
         self.dead = False
-        self.wake = trio.Event()
+        self.wakeup: Callable[[], None] = nothing  # set by the waiting stream task
         self.writes = 0
 
     def deliver(self, frames: Sequence[Frame]) -> bool:
@@ -105,7 +109,7 @@ class DirectWriter:
         self.backlog.append(data)
         self.backlog_bytes += len(data)
         self.active = False
-        self.wake.set()
+        self.wakeup()
 
     def _write(self, data: bytes) -> None:
         chunk = b"%X\r\n%b\r\n" % (len(data), data) if self.chunked else data
@@ -124,12 +128,12 @@ class DirectWriter:
         if n < len(chunk):
             self.raw = chunk[n:]
             self.active = False
-            self.wake.set()
+            self.wakeup()
 
     def _die(self) -> None:
         self.dead = True
         self.active = False
-        self.wake.set()
+        self.wakeup()
 
     def take_backlog(self) -> bytes:
         data = b"".join(self.backlog)

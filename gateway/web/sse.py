@@ -15,10 +15,10 @@ from ..app import Gateway
 from ..auth import ApiKey, Slot
 from ..core.filters import Filter, ParamError, Params, bool_param, int_param, one, parse_filter, parse_sports
 from ..core.frames import DROP, ODDS, PBP, sse_retry
-from ..streaming import StreamPlan, StreamSession, final_frame, heartbeat, odds_snapshot
+from ..streaming import Idle, StreamPlan, StreamSession, final_frame, heartbeat, odds_snapshot
 from ..writer import wall_ms
 from .common import ApiError, bad_param, require_stream_tier
-from .direct import DirectWriter
+from .direct import DirectWriter, nothing
 from .rest import live_state_rows
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -59,19 +59,21 @@ def common_params(gw: Gateway, p: Params, last_event_header: str | None, *,
     return heartbeat_s, named, last_id, bad_header
 
 
-async def sse_body(gw: Gateway, plan: StreamPlan, *, named: bool, conn: Any, chunked: bool
-                   ) -> AsyncGenerator[bytes, None]:
+async def sse_body(gw: Gateway, plan: StreamPlan, *, named: bool, conn: Any, chunked: bool,
+                   idle: Idle | None = None) -> AsyncGenerator[bytes, None]:
     """The bytes of one SSE stream: what the session yields, then (once live, if `conn` is a
     plain HTTP/1.x connection) direct writes, with this generator left for heartbeats and
     whatever the socket could not take at once."""
-    session = StreamSession(gw, plan)
+    session = StreamSession(gw, plan, idle)
     retry = sse_retry(gw.config.streams.retry_ms)
     try:
         async with aclosing(session.frames()) as batches:
             first = True
             async for batch in batches:
                 data = b"".join(f.sse(named) for f in batch)
+                del batch
                 yield retry + data if first else data
+                del data
                 first = False
                 if conn is not None and (writer := _go_direct(session, conn, named, gw, chunked)) is not None:
                     async with aclosing(_direct(session, writer, plan.heartbeat_s, named)) as chunks:
@@ -92,21 +94,29 @@ def _go_direct(session: StreamSession, conn: object, named: bool, gw: Gateway, c
     writer = DirectWriter(conn, named=named, max_backlog=gw.config.streams.direct_backlog_bytes, chunked=chunked)
     writer.active = True
     sub.deliver = writer.deliver
-    sub.wakeup = lambda: writer.wake.set()
     return writer
 
 
 async def _direct(session: StreamSession, writer: DirectWriter, heartbeat_s: float,
                   named: bool) -> AsyncGenerator[bytes, None]:
-    """The stream's task in direct mode: heartbeats, and whatever could not be written at once."""
+    """The stream's task in direct mode: heartbeats, whatever could not be written at once,
+    the end of the stream; it sleeps (watching for the client leaving) in between."""
     sub = session.sub
     assert sub is not None
     quiet_since, writes = trio.current_time(), writer.writes
     while True:
-        with trio.move_on_at(quiet_since + heartbeat_s):
-            await writer.wake.wait()
-        writer.wake = trio.Event()
-        if sub.cut_reason is not None or writer.dead:
+        if not (writer.raw or writer.backlog or writer.dead or sub.cut_reason is not None):
+            with trio.move_on_at(quiet_since + heartbeat_s) as waiting:
+                writer.wakeup = sub.wakeup = waiting.cancel
+                if session.idle is not None:
+                    session.gone = await session.idle()
+                else:
+                    await trio.sleep_forever()
+            writer.wakeup = nothing
+            sub.wakeup = None
+        if session.gone or writer.dead:
+            return
+        if sub.cut_reason is not None:
             break
         if writer.raw:
             await writer.finish_raw()
@@ -124,8 +134,8 @@ async def _direct(session: StreamSession, writer: DirectWriter, heartbeat_s: flo
             quiet_since, writes = trio.current_time(), writer.writes
     if writer.raw and not writer.dead:
         await writer.finish_raw()
-    if sub.cut_reason is not None and not writer.dead:
-        yield writer.take_backlog() + final_frame(sub.cut_reason).sse(named)
+    if not writer.dead:
+        yield writer.take_backlog() + final_frame(sub.cut_reason or "shutdown").sse(named)
 
 
 def connected(api_key: ApiKey, stream_name: str, sports: frozenset[str] | None, flt: Filter,

@@ -20,8 +20,6 @@ from contextlib import aclosing
 from typing import Any
 from urllib.parse import parse_qs
 
-import trio
-
 from ..app import Gateway
 from ..auth import ApiKey
 from ..core.frames import dumps
@@ -109,32 +107,17 @@ class StreamsApp:
                 conn = None  # TLS or an unknown server: stay on the normal path
             await send({"type": "http.response.start", "status": 200,
                         "headers": _encode({**SSE_HEADERS, **extra})})
-            body = sse_body(gw, plan, named=named, conn=conn, chunked=http == "1.1")
-            gone = await _send_until_disconnect(receive, send, body)
-            if not gone:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            del headers, params, extra  # held for the stream's whole life otherwise
+            async def idle() -> bool:  # only http.disconnect can arrive on a GET's receive()
+                return bool((await receive())["type"] == "http.disconnect")
+
+            body = sse_body(gw, plan, named=named, conn=conn, chunked=http == "1.1", idle=idle)
+            async with aclosing(body) as chunks:
+                async for chunk in chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             slot.release()
-
-
-async def _send_until_disconnect(receive: Receive, send: Send, body: Any) -> bool:
-    """Send the body's chunks until it ends (False) or the client goes away (True)."""
-    gone = False
-    async with trio.open_nursery() as nursery:
-
-        async def watch() -> None:
-            nonlocal gone
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            gone = True
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(watch)
-        async with aclosing(body) as chunks:
-            async for chunk in chunks:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        nursery.cancel_scope.cancel()
-    return gone
 
 
 async def _send_error(send: Send, exc: ApiError, rid: str, extra: dict[str, str]) -> None:
