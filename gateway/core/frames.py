@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .model import Drop, Play, market_label
+from .parse import play_to_row
 from .time import iso_from_ms
 
 # stream kinds: the topics of the hub and the `stream` column of the stream log
@@ -166,23 +167,8 @@ def odds_payload(row: Mapping[str, Any], markets: tuple[str, ...], *, timestamp_
 
 
 def pbp_payload(p: Play, *, seq: int) -> dict[str, Any]:
-    return {
-        "type": "pbp_event",
-        "id": seq,
-        "match_id": p.match_id,
-        "sport_key": p.sport_key,
-        "source": p.source,
-        "role": p.role,
-        "event_type": p.event_type,
-        "team_or_player_a": p.team_or_player_a,
-        "team_or_player_b": p.team_or_player_b,
-        "score_a": p.score_a,
-        "score_b": p.score_b,
-        "description": p.description,
-        "state": {"period": p.period, "clock": p.clock, "status": p.status},
-        "occurred_at_ms": p.occurred_at_ms,
-        "captured_at_ms": p.captured_at_ms,
-    }
+    """The `pbp_event` frame: the PBP row (as ingest takes it) plus its type and id."""
+    return {"type": "pbp_event", "id": seq, **play_to_row(p)}
 
 
 def with_id(payload: dict[str, Any], seq: int) -> dict[str, Any]:
