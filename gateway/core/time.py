@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
+@lru_cache(maxsize=4096)  # the same commence times recur in every frame of an event
 def iso_from_ms(ms: int) -> str:
     """1747000000123 -> '2025-05-11T21:46:40Z' (whole seconds, as The Odds API writes)."""
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
