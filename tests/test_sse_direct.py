@@ -103,3 +103,34 @@ async def test_heartbeats_keep_flowing_in_direct_mode(gateway: Running) -> None:
     body = raw.split(b"\r\n\r\n", 1)[1]
     beats = [f for f in events(dechunk(body + b"0\r\n\r\n")) if f["type"] == "heartbeat"]
     assert len(beats) >= 3  # the first through Hypercorn, later ones written directly
+
+
+async def test_direct_writer_skips_replayed_ids_and_keeps_order() -> None:
+    """Frames already replayed (id <= after) may still be published late: never twice."""
+    from types import SimpleNamespace
+
+    from gateway.core.frames import DROP, Frame
+    from gateway.web.direct import DirectWriter
+
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    conn = SimpleNamespace(send_lock=trio.Lock(), stream=SimpleNamespace(socket=trio.socket.from_stdlib_socket(a)))
+    writer = DirectWriter(conn, named=False, max_backlog=1 << 20, chunked=False)
+    writer.after, writer.active = 5, True
+
+    def frame(seq: int) -> Frame:
+        return Frame(seq=seq, stream=DROP, payload={
+            "type": "odds_drop", "sport_key": "s", "event_id": "e", "bookmaker": "b", "kind": "game",
+            "market_key": "h2h", "delta_cents": 10, "direction": "toward_dog", "id": seq})
+
+    assert writer.deliver([frame(4), frame(5)]) and writer.writes == 0  # all replayed already
+    async with conn.send_lock:  # Hypercorn is writing: frames wait in the backlog, in order
+        assert writer.deliver([frame(6)])
+    assert writer.deliver([frame(7)]) and writer.backlog and not writer.active
+    assert writer.take_backlog().count(b"id: ") == 2
+    assert writer.resume_direct()
+    assert writer.deliver([frame(8)]) and writer.writes == 1
+    got = b.recv(65536)
+    b.close()
+    a.close()
+    assert got.startswith(b"id: 8\n")

@@ -72,7 +72,8 @@ def nothing() -> None:
 class DirectWriter:
     """Writes one SSE client's frames from the publishing task; see the module docstring."""
 
-    __slots__ = ("active", "backlog", "backlog_bytes", "chunked", "conn", "dead", "max_backlog", "named", "raw",
+    __slots__ = ("active", "after", "backlog", "backlog_bytes", "chunked", "conn", "dead", "max_backlog", "named",
+                 "raw",
                  "wakeup", "writes")
 
     def __init__(self, conn: Any, *, named: bool, max_backlog: int, chunked: bool) -> None:
@@ -87,10 +88,17 @@ class DirectWriter:
         self.dead = False
         self.wakeup: Callable[[], None] = nothing  # set by the waiting stream task
         self.writes = 0
+        # ids up to here were replayed from the store: the same frames may still be published
+        # (commit and publish are not atomic for a reader), and must not go out twice
+        self.after = 0
 
     def deliver(self, frames: Sequence[Frame]) -> bool:
         """Called by the hub (synchronously). False: the client is too far behind."""
-        named = self.named
+        named, after = self.named, self.after
+        if after:
+            frames = [f for f in frames if f.seq is None or f.seq > after]
+            if not frames:
+                return True
         data = b"".join([f.sse(named) for f in frames])
         if self.active and not self.conn.send_lock.locked():
             self._write(data)

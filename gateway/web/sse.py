@@ -92,6 +92,7 @@ def _go_direct(session: StreamSession, conn: object, named: bool, gw: Gateway, c
     if sub.receive.statistics().current_buffer_used:
         return None
     writer = DirectWriter(conn, named=named, max_backlog=gw.config.streams.direct_backlog_bytes, chunked=chunked)
+    writer.after = session.cursor
     writer.active = True
     sub.deliver = writer.deliver
     return writer
