@@ -134,3 +134,29 @@ async def test_direct_writer_skips_replayed_ids_and_keeps_order() -> None:
     b.close()
     a.close()
     assert got.startswith(b"id: 8\n")
+
+
+async def test_slow_consumer_is_cut_with_a_final_error_frame(nursery: trio.Nursery, tmp_path: Any) -> None:
+    from .conftest import make_config, start_gateway
+
+    gw = await start_gateway(nursery, make_config(tmp_path, streams={"direct_backlog_bytes": 20_000,
+                                                                     "subscriber_buffer": 16}))
+    key, ingest = gw.key(), gw.key(scopes=("ingest",))
+    try:
+        with trio.fail_after(30):
+            async with gw.client() as c:
+                await push(c, ingest, [quote(-100, book=f"b{i}") for i in range(20)])
+                sock = await open_raw(gw, key, "1.1", rcvbuf=4096)
+                head = await read_until(sock, b'"connected"', 5)
+                await push(c, ingest, [quote(-105, book=f"b{i}") for i in range(20)])
+                for n in range(100):  # ~2000 drops of ~600 bytes that the client does not read
+                    await push(c, ingest, [quote((-110, -120)[n % 2], book=f"b{i}") for i in range(20)])
+                rest = await read_until(sock, b"\r\n0\r\n\r\n", 20)
+                sock.close()
+                text = (await c.get("/metrics")).text
+    finally:
+        gw.stop.set()
+    frames = events(dechunk((head + rest).split(b"\r\n\r\n", 1)[1]))
+    assert frames[-1]["type"] == "error" and frames[-1]["error"] == "slow_consumer"
+    assert "gateway_slow_consumer_cuts_total 1.0" in text
+    assert 'gateway_stream_connections{transport="sse"}' not in text  # its subscription is gone
