@@ -39,9 +39,12 @@ def cents_to_price(c: int) -> int:
     return c - 100 if c < 0 else c + 100
 
 
-def build_market(sports: list[str], books: list[str], events_per_sport: int, tag: str, seed: int) -> list[Key]:
+def build_market(sports: list[str], books: list[str], events_per_sport: int, tag: str, seed: int,
+                 commence_offset_s: float = 3 * 3600) -> list[Key]:
+    """`commence_offset_s`: the events start this long after now (negative: already in play,
+    e.g. -1800 for the in-play streams such as /ws/live, which carry events up to 4 h old)."""
     rng = random.Random(seed)
-    commence = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3 * 3600))
+    commence = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + commence_offset_s))
     keys: list[Key] = []
     for sport in sports:
         for e in range(events_per_sport):
@@ -125,14 +128,16 @@ class Poster:
 
 def run_loadgen(conn: Connection, host: str, port: int, key: str, *, rate: float, interval_s: float,
                 sports: list[str], books: list[str], events_per_sport: int, big_fraction: float,
-                threshold: int, seed: int, tag: str = "", batch_rows: int = 0, max_batch: int = 5000) -> None:
+                threshold: int, seed: int, tag: str = "", batch_rows: int = 0, max_batch: int = 5000,
+                commence_offset_s: float = 3 * 3600) -> None:
     """Entry point of the load-generator process.
 
     `rate` > 0: every `interval_s` send the price changes due at `rate`/s (catching up, up to
     `max_batch` per request, if a POST took longer than the interval). `rate` == 0: closed
-    loop, back-to-back requests of `batch_rows` changes each.
+    loop, back-to-back requests of `batch_rows` changes each. `commence_offset_s`: see
+    `build_market` (the default, 3 h ahead, keeps the events pre-match).
     """
-    keys = build_market(sports, books, events_per_sport, tag, seed)
+    keys = build_market(sports, books, events_per_sport, tag, seed, commence_offset_s)
     mover = Mover(keys, big_fraction, threshold, seed + 1)
     poster = Poster(host, port, key)
     t = time.perf_counter()
