@@ -19,14 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from quart import Blueprint, Response, g, jsonify, redirect, request, send_from_directory
+from quart import Blueprint, Response, jsonify, redirect, request, send_from_directory
 
 from ..app import current_gateway
 from ..auth import ApiKey
-from ..sessions import COOKIE_NAME
 from ..writer import wall_ms
 from .common import ApiError, check_sport
-from .session import check_origin_if_present, effective_scheme, session_key
+from .session import effective_scheme, request_session
 
 bp = Blueprint("dashboard", __name__)
 
@@ -68,17 +67,8 @@ async def static_file(name: str) -> Response:
 
 async def _session() -> ApiKey:
     """The key behind the request's session cookie, rate limited like the key's REST calls."""
-    check_origin_if_present()
     gw = current_gateway()
-    token = request.cookies.get(COOKIE_NAME)
-    if not token:
-        raise ApiError(401, "missing_session", "not logged in: POST /v1/session with an api_key first")
-    found = await session_key(gw, token)
-    if found is None:
-        raise ApiError(401, "invalid_session", "the session is invalid or expired (or its key was revoked); "
-                       "log in again")
-    api_key = found[1]
-    g.key_name = api_key.name
+    _, api_key = await request_session()
     tier = gw.config.tiers[api_key.tier]
     wait = gw.rate_limiter.check(api_key.id, tier.requests_per_minute, time.monotonic())
     if wait > 0:

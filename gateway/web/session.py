@@ -126,18 +126,23 @@ async def login() -> Response:
     return resp
 
 
-@bp.get("/v1/session")
-async def whoami() -> Response:
+async def request_session() -> tuple[Session, ApiKey]:
+    """(session, key) behind this request's cookie, from the same origin; else ApiError 401/403."""
     check_origin_if_present()
-    gw = current_gateway()
     token = request.cookies.get(COOKIE_NAME)
     if not token:
         raise ApiError(401, "missing_session", "not logged in: POST /v1/session with an api_key first")
-    found = await session_key(gw, token)
+    found = await session_key(current_gateway(), token)
     if found is None:
         raise ApiError(401, "invalid_session", "the session is invalid or expired (or its key was revoked); "
                        "log in again")
     g.key_name = found[1].name
+    return found
+
+
+@bp.get("/v1/session")
+async def whoami() -> Response:
+    found = await request_session()
     resp = jsonify(_body(*found))
     resp.headers["Cache-Control"] = "no-store"
     return resp
