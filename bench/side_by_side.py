@@ -522,7 +522,9 @@ def run_publisher(conn: Connection, kind: str, host: str, port: int, api_key: st
     all_sent = 0
     seq = 0
     nkeys = len(keys)
+    lag_ms: list[float] = []  # how long each window event waited in the publisher: stamp - due time
     start = time.monotonic()
+    start_wall_ms = time.time() * 1000
     tick = 0
     while time.time() < stop_at:
         tick += 1
@@ -591,6 +593,9 @@ def run_publisher(conn: Connection, kind: str, host: str, port: int, api_key: st
                 ok = False
                 refused += n - accepted
         if t0 <= ts < t1:
+            per_event_ms = 1000.0 / rate
+            first_due = start_wall_ms + (all_sent - n + 1) * per_event_ms  # all_sent already counts this batch
+            lag_ms.extend(max(0.0, ts - (first_due + i * per_event_ms)) for i in range(n))
             requests += 1
             req_ms.append(dt)
             if ok:
@@ -599,7 +604,9 @@ def run_publisher(conn: Connection, kind: str, host: str, port: int, api_key: st
             else:
                 refused += n
     http.close()
-    conn.send(("result", {"counts": counts, "statuses": statuses, "requests": requests, "req_ms": req_ms,
+    lag_ms.sort()
+    lag = {q: lag_ms[min(len(lag_ms) - 1, int(len(lag_ms) * q / 100))] if lag_ms else math.nan for q in (50, 99)}
+    conn.send(("result", {"counts": counts, "statuses": statuses, "requests": requests, "req_ms": req_ms, "lag": lag,
                           "refused": refused, "all_sent": all_sent}))
     conn.close()
 
@@ -681,12 +688,14 @@ def start_gateway(n_subs: int) -> Running:
     )
 
 
-def start_starlette(loop: str) -> Running:
+def start_starlette(stack: str) -> Running:
     tmp = Path(tempfile.mkdtemp(prefix="sbs-starlette-"))
     port = free_port()
     log = tmp / "uvicorn.log"
     cmd = [sys.executable, "-m", "uvicorn", "bench.peers.starlette_hub:app", "--host", HOST, "--port", str(port),
-           "--log-level", "warning", "--no-access-log", "--app-dir", str(ROOT), "--loop", loop,
+           "--log-level", "warning", "--no-access-log", "--app-dir", str(ROOT),
+           *(["--loop", "asyncio", "--http", "h11"] if stack == "plain"
+             else ["--loop", "uvloop", "--http", "httptools"]),
            "--backlog", "4096"]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
@@ -831,7 +840,7 @@ def run_step(args: argparse.Namespace, kind: str, target: float, nofile: int, pr
         if kind == "gateway":
             srv = start_gateway(n)
         elif kind == "starlette":
-            srv = start_starlette(args.starlette_loop)
+            srv = start_starlette(args.starlette_stack)
         else:
             srv = start_nchan()
     finally:
@@ -937,6 +946,7 @@ def run_step(args: argparse.Namespace, kind: str, target: float, nofile: int, pr
         "p50_srv": hs[50], "p99_srv": hs[99],
         "req_p50": rq[len(rq) // 2] if rq else math.nan, "req_p99": rq[int(len(rq) * 0.99)] if rq else math.nan,
         "requests_s": pres["requests"] / dur,
+        "pub_lag_p50": pres["lag"][50], "pub_lag_p99": pres["lag"][99],
         "pub_statuses": pres["statuses"], "refused": pres["refused"],
         "cpu": cpu,
         "us_per_delivery": cpu / 100 * dur * 1e6 / delivered if delivered else math.nan,
@@ -1004,7 +1014,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="bisection steps between each server's best pass and first failure")
     ap.add_argument("--budget", type=float, default=480.0, help="stop starting steps after this many s")
     ap.add_argument("--events-per-topic", type=int, default=4)
-    ap.add_argument("--starlette-loop", default="auto", choices=("auto", "asyncio", "uvloop"))
+    ap.add_argument("--starlette-stack", default="standard", choices=("standard", "plain"),
+                    help="uvicorn[standard] (uvloop + httptools, the default) or plain (asyncio + h11)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-profile", action="store_true", help="skip the py-spy re-run of the gateway at its ceiling")
     ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
@@ -1120,14 +1131,16 @@ def _report(args: argparse.Namespace, servers: list[str], steps: list[dict[str, 
     rows = []
     for r in steps:
         rows.append([r["server"], r["target"], r["deliveries_s"], f"{r['ratio']:.4f}", r["p50"], r["p99"], r["max"],
-                     r["cpu"], r["us_per_delivery"], "/".join(f"{c:.0f}" for c in r["client_cpu"]), r["pub_cpu"],
+                     r["pub_lag_p99"], r["cpu"], r["us_per_delivery"],
+                     "/".join(f"{c:.0f}" for c in r["client_cpu"]), r["pub_cpu"],
                      r["rss_per_sub_kib"], r["frames_per_write"], r["bytes_per_delivery"],
                      f"{r['ended']}/{r['evicted']}", f"{r['server_core_busy']:.0f}/{r['load_core_busy']:.0f}",
                      f"{r['other_cores']:.2f}", "pass" if r["ok"] else "FAIL (client-bound)" if r["client_bound"]
                      else "FAIL"])
     print_table("side by side: every step", rows, headers=[
-        "server", "target/s", "deliv/s", "deliv/exp", "p50 ms", "p99 ms", "max ms", "srv CPU%", "us/deliv",
-        "client CPU%", "pub CPU%", "KiB/sub", "frames/write", "B/deliv", "ended/evicted", "cores busy%",
+        "server", "target/s", "deliv/s", "deliv/exp", "p50 ms", "p99 ms", "max ms", "pub lag p99", "srv CPU%",
+        "us/deliv",
+        "client CPU%", "pub CPU%", "KiB/sub", "frames/write", "B/deliv", "ended/evicted", "core busy srv/load%",
         "other cores", ""])
     gw = [r for r in steps if r["server"] == "gateway"]
     if gw:
