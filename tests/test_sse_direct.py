@@ -160,3 +160,34 @@ async def test_slow_consumer_is_cut_with_a_final_error_frame(nursery: trio.Nurse
     assert frames[-1]["type"] == "error" and frames[-1]["error"] == "slow_consumer"
     assert "gateway_slow_consumer_cuts_total 1.0" in text
     assert 'gateway_stream_connections{transport="sse"}' not in text  # its subscription is gone
+
+
+async def test_a_client_that_never_reads_is_disconnected_after_the_grace(
+        nursery: trio.Nursery, tmp_path: Any, monkeypatch: Any) -> None:
+    """Nothing pins a stalled client: after the cut and a short grace its socket is closed."""
+    from gateway.web import sse
+
+    from .conftest import make_config, start_gateway
+
+    monkeypatch.setattr(sse, "FINAL_FLUSH_S", 0.5)
+    gw = await start_gateway(nursery, make_config(tmp_path, streams={"direct_backlog_bytes": 20_000}))
+    key, ingest = gw.key(), gw.key(scopes=("ingest",))
+    try:
+        with trio.fail_after(30):
+            async with gw.client() as c:
+                await push(c, ingest, [quote(-100, book=f"b{i}") for i in range(20)])
+                sock = await open_raw(gw, key, "1.1", rcvbuf=4096)
+                await read_until(sock, b'"connected"', 5)
+                await push(c, ingest, [quote(-105, book=f"b{i}") for i in range(20)])
+                for n in range(100):
+                    await push(c, ingest, [quote((-110, -120)[n % 2], book=f"b{i}") for i in range(20)])
+                await trio.sleep(1.5)  # cut, then the grace runs out while the client still reads nothing
+                started = trio.current_time()
+                await read_until(sock, None, 10)  # drains what the kernel holds, then EOF/reset
+                sock.close()
+                assert trio.current_time() - started < 9
+                text = (await c.get("/metrics")).text
+    finally:
+        gw.stop.set()
+    assert "gateway_slow_consumer_cuts_total 1.0" in text
+    assert 'gateway_stream_connections{transport="sse"}' not in text

@@ -120,7 +120,7 @@ class DirectWriter:
         self.wakeup()
 
     def _write(self, data: bytes) -> None:
-        chunk = b"%X\r\n%b\r\n" % (len(data), data) if self.chunked else data
+        chunk = self._frame(data)
         fd = self.conn.stream.socket.fileno()
         if fd < 0:
             self._die()
@@ -167,6 +167,40 @@ class DirectWriter:
                     self._die()
                     return
                 self.raw = self.raw[n:]
+
+    def _frame(self, data: bytes) -> bytes:
+        return b"%X\r\n%b\r\n" % (len(data), data) if self.chunked else data
+
+    async def flush(self) -> None:
+        """Write the raw tail, then the backlog, ourselves (cancellable, unlike Hypercorn's
+        shielded send: a client that stopped reading must not pin this task)."""
+        while (self.raw or self.backlog) and not self.dead:
+            if not self.raw:
+                self.raw = self._frame(self.take_backlog())
+            await self.finish_raw()
+
+    def abort(self) -> None:
+        """Give up on the client: close its socket (Hypercorn's pending I/O on it ends too)."""
+        self.backlog.clear()
+        self.backlog_bytes = 0
+        self.raw = b""
+        self.conn.stream.socket.close()
+        self._die()
+
+    async def close_with(self, final: bytes, grace_s: float) -> None:
+        """End the stream: flush what is owed within `grace_s`, then the final frame; a client
+        that cannot take that is disconnected (it resumes from the store by id)."""
+        with trio.move_on_after(grace_s):
+            await self.flush()
+        if self.dead:
+            return
+        if self.raw or self.backlog or self.conn.send_lock.locked():
+            self.abort()
+            return
+        self.active = True
+        self._write(final)
+        if self.raw:
+            self.abort()
 
     def resume_direct(self) -> bool:
         """Go back to direct writes if nothing is pending (no await: atomic in Trio)."""

@@ -98,6 +98,9 @@ def _go_direct(session: StreamSession, conn: object, named: bool, gw: Gateway, c
     return writer
 
 
+FINAL_FLUSH_S = 5.0  # how long a cut client gets to take what it is owed and the final frame
+
+
 async def _direct(session: StreamSession, writer: DirectWriter, heartbeat_s: float,
                   named: bool) -> AsyncGenerator[bytes, None]:
     """The stream's task in direct mode: heartbeats, whatever could not be written at once,
@@ -119,24 +122,22 @@ async def _direct(session: StreamSession, writer: DirectWriter, heartbeat_s: flo
             return
         if sub.cut_reason is not None:
             break
-        if writer.raw:
-            await writer.finish_raw()
-        if writer.backlog:
-            yield writer.take_backlog()  # through Hypercorn, which waits for the socket
+        if writer.raw or writer.backlog:
+            with trio.CancelScope() as flushing:
+                sub.wakeup = flushing.cancel  # a cut interrupts a flush to a stalled client
+                await writer.flush()
+            sub.wakeup = None
             quiet_since = trio.current_time()
             continue
         writer.resume_direct()
         if writer.writes != writes:
             quiet_since, writes = trio.current_time(), writer.writes
         elif trio.current_time() >= quiet_since + heartbeat_s:
-            beat = heartbeat(len(session.gw.hub)).sse(named)
-            if not writer.try_write(beat):
-                yield beat
+            writer.try_write(heartbeat(len(session.gw.hub)).sse(named))
             quiet_since, writes = trio.current_time(), writer.writes
-    if writer.raw and not writer.dead:
-        await writer.finish_raw()
-    if not writer.dead:
-        yield writer.take_backlog() + final_frame(sub.cut_reason or "shutdown").sse(named)
+    await writer.close_with(final_frame(sub.cut_reason or "shutdown").sse(named), FINAL_FLUSH_S)
+    return
+    yield b""  # a generator: nothing goes through Hypercorn once a stream writes directly
 
 
 def connected(api_key: ApiKey, stream_name: str, sports: frozenset[str] | None, flt: Filter,
