@@ -3,6 +3,9 @@
     python bench/side_by_side.py [--subscribers 1000] [--topics 10] [--clients 2]
                                  [--ladder 5000,10000,...] [--servers gateway,starlette,nchan]
                                  [--duration 8] [--warmup 2] [--p99-limit 100] [--no-profile]
+                                 [--starlette-stack standard|plain] [--no-pin] [--json FILE]
+
+Needs the peers: `pip install -e '.[bench]'` and `apt-get install nginx libnginx-mod-nchan`.
 
 The same workload for the three servers, one server at a time, with the same load client:
 
@@ -32,6 +35,14 @@ The same workload for the three servers, one server at a time, with the same loa
 - CPU is user+system over the window from /proc, summed over the server's process tree
   (nginx master + worker; the gateway's threads), and per client / publisher process.
   RSS per subscriber = (RSS with the N idle subscribers connected - RSS before) / N.
+- `--pin` (default): the server (and everything it spawns) runs on the first CPU, the load
+  client on the others, so neither starves the other; "core busy" is per CPU from /proc/stat
+  (softirq included). A failed step whose load client used >= 90 % of its core is marked
+  client-bound. The machine is shared: each step first waits (bounded) for it to be quiet,
+  and a failed step that ran beside more than `--retry-above` cores of other load runs again.
+- "pub lag": how long events waited in the publisher past their due time because the
+  previous request had not returned (the gateway's ingest POST returns after the commit);
+  that wait is not in the latency, which starts at the stamp.
 
 At the end: a table per step, each server's ceiling (the most deliveries/s of a passing
 step) and the ratios asked for by the issue; then, unless --no-profile, a py-spy profile of
@@ -958,7 +969,7 @@ def run_step(args: argparse.Namespace, kind: str, target: float, nofile: int, pr
         "failed": sum(r["failed"] for r in results),
         "statuses": _merge_hist([r["statuses"] for r in results]),
         "ended": ended, "evicted": evicted,
-        "busy": machine["busy"],
+        "busy": machine["busy"], "steal": machine["steal"],
         "other_cores": max(0.0, (machine["busy"] - machine["irq"]) * ncpu / 100 - ours),
         "wall_s": time.monotonic() - t_begin,
         "server_core_busy": _cpu_busy(percpu0, percpu1, {min(all_cpus)}) if pin else math.nan,
@@ -994,8 +1005,9 @@ def _line(r: dict[str, Any]) -> str:
             f"delivered/expected {r['ratio']:.4f}, p50 {r['p50']:.1f} p99 {r['p99']:.1f} max {r['max']:.1f} ms, "
             f"server CPU {r['cpu']:.0f}% ({r['us_per_delivery']:.1f} us/delivery), clients {cc}%, "
             f"(kernel {100 * r['client_sys_share']:.0f}%), publisher {r['pub_cpu']:.0f}%, "
-            f"other load {r['other_cores']:.2f} cores, cores busy server/load {r['server_core_busy']:.0f}/"
-            f"{r['load_core_busy']:.0f}% ({r['wall_s']:.0f} s) -> {r['why']}")
+            f"other load {r['other_cores']:.2f} cores, steal {r['steal']:.0f}%, "
+            f"cores busy server/load {r['server_core_busy']:.0f}/{r['load_core_busy']:.0f}% "
+            f"({r['wall_s']:.0f} s) -> {r['why']}")
 
 
 def main(argv: list[str] | None = None) -> int:
