@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +43,6 @@ class StreamPlan:
     last_event_id: int | None = None
     bad_last_event_id: bool = False  # a Last-Event-ID header that is not a number
     transport: str = "sse"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def frame_from_row(r: LogRow) -> Frame:

@@ -7,7 +7,7 @@ Pure. Params arrive as a multi-dict (`name -> [values]`), so CSV and repetition 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .frames import DROP, Frame
 
@@ -48,7 +48,6 @@ class Filter:
     threshold: int = 10
     direction: str | None = None  # None = both
     live_only: bool = False
-    extra: dict[str, object] = field(default_factory=dict, compare=False)
 
     def matches(self, f: Frame) -> bool:
         if self.event_ids is not None and f.event_id not in self.event_ids:
