@@ -53,7 +53,7 @@ class StreamsConfig:
     ws_ping_interval_s: float = 10.0
     ws_idle_timeout_s: float = 30.0
     recent_drops: int = 200
-    direct_writes: bool = True  # SSE: the publisher writes to sockets itself (see web/direct.py)
+    direct_writes: bool = True  # SSE and WS: the publisher writes to sockets itself (see web/direct.py)
     direct_backlog_bytes: int = 4 * 1024 * 1024  # unsent bytes before a client is cut as slow
 
 

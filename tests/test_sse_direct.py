@@ -110,12 +110,12 @@ async def test_direct_writer_skips_replayed_ids_and_keeps_order() -> None:
     from types import SimpleNamespace
 
     from gateway.core.frames import DROP, Frame
-    from gateway.web.direct import DirectWriter
+    from gateway.web.direct import DirectWriter, sse_encoder
 
     a, b = socket.socketpair()
     a.setblocking(False)
     conn = SimpleNamespace(send_lock=trio.Lock(), stream=SimpleNamespace(socket=trio.socket.from_stdlib_socket(a)))
-    writer = DirectWriter(conn, named=False, max_backlog=1 << 20, chunked=False)
+    writer = DirectWriter(conn, encode=sse_encoder(False), max_backlog=1 << 20, chunked=False)
     writer.after, writer.active = 5, True
 
     def frame(seq: int) -> Frame:
@@ -165,11 +165,11 @@ async def test_slow_consumer_is_cut_with_a_final_error_frame(nursery: trio.Nurse
 async def test_a_client_that_never_reads_is_disconnected_after_the_grace(
         nursery: trio.Nursery, tmp_path: Any, monkeypatch: Any) -> None:
     """Nothing pins a stalled client: after the cut and a short grace its socket is closed."""
-    from gateway.web import sse
+    from gateway.web import direct
 
     from .conftest import make_config, start_gateway
 
-    monkeypatch.setattr(sse, "FINAL_FLUSH_S", 0.5)
+    monkeypatch.setattr(direct, "FINAL_FLUSH_S", 0.5)
     gw = await start_gateway(nursery, make_config(tmp_path, streams={"direct_backlog_bytes": 20_000}))
     key, ingest = gw.key(), gw.key(scopes=("ingest",))
     try:

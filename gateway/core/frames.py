@@ -32,6 +32,7 @@ class Frame:
     __slots__ = (
         "_sse",
         "_sse_named",
+        "_ws",
         "bookmaker",
         "delta_cents",
         "direction",
@@ -63,6 +64,7 @@ class Frame:
         self.json: str = text if text is not None else _dumps(payload)
         self._sse: bytes | None = None
         self._sse_named: bytes | None = None
+        self._ws: bytes | None = None
         self.delta_cents = 0
         self.direction: str | None = None
         self.event_id: str | None = None
@@ -105,6 +107,25 @@ class Frame:
         if named:
             head += f"event: {self.type}\n"
         return f"{head}data: {self.json}\n\n".encode()
+
+
+    def ws(self) -> bytes:
+        """The WebSocket form: one unmasked, unfragmented text frame (RFC 6455 5.2)."""
+        if self._ws is None:
+            self._ws = ws_text_frame(self.json)
+        return self._ws
+
+
+def ws_text_frame(text: str) -> bytes:
+    """A server-to-client text frame. RSV1 stays 0: valid with or without permessage-deflate
+    (RFC 7692 6: a message may be sent uncompressed)."""
+    data = text.encode()
+    n = len(data)
+    if n < 126:
+        return bytes((0x81, n)) + data
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + data
+    return b"\x81\x7f" + n.to_bytes(8, "big") + data
 
 
 def sse_comment(text: str) -> bytes:

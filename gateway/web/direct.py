@@ -1,20 +1,25 @@
-"""Direct socket writes for SSE fan-out: the publishing task writes each client's frames
+"""Direct socket writes for stream fan-out: the publishing task writes each client's frames
 straight to its socket, instead of waking one task per client to write through Quart,
-Hypercorn and h11 (about 180 us of CPU per write on this stack; a bare non-blocking
-`send()` costs a few microseconds).
+Hypercorn and h11/wsproto (about 180 us of CPU per write on this stack; a bare
+non-blocking `send()` costs a few microseconds).
 
 How it stays correct:
 - Hypercorn's connection object (and its send lock) is captured per connection in a
   context variable by a small wrapper around `TCPServer.run`; the ASGI app task inherits it.
-- The response headers and the first frames go through Hypercorn as usual. Only once a
-  stream is live does the client switch to direct mode, and only when its queue is empty.
+- SSE: the response headers and the first frames go through Hypercorn as usual; once a
+  stream is live (and its queue empty) it switches to direct mode. Bytes are framed as
+  HTTP/1.1 chunks, which is what h11 would write (h11 does not count chunked bytes, so it
+  still ends the body).
+- WebSocket: after the handshake every message of ours is written here (one unmasked text
+  frame each, RSV1 unset: valid with permessage-deflate too); Hypercorn keeps pings, pong
+  replies and the close. Writes stop once a close frame has gone either way.
 - A direct write happens only when Hypercorn is not writing on that connection (its send
-  lock is free) and nothing is pending; the bytes are framed as HTTP/1.1 chunks, which is
-  what h11 would write (h11 does not count chunked bytes, so it still ends the body).
-- Whatever cannot be written at once (socket buffer full, lock held) is kept in order: the
-  unwritten tail of a started chunk is finished raw by the stream's task, frames after it
-  wait in a backlog that the task yields through Hypercorn. New frames append behind it.
-- A backlog past `max_backlog` bytes makes the client a slow consumer (the hub cuts it).
+  lock is free) and nothing is pending. Whatever cannot be written at once (socket buffer
+  full, lock held) is kept in order: the unwritten tail of a started frame is finished by
+  the stream's task (or first thing by Hypercorn's next write, under its lock), frames
+  after it wait in a backlog that the stream's task flushes with cancellable writes.
+- A backlog past `max_backlog` bytes makes the client a slow consumer (the hub cuts it); it
+  gets a short grace for what it is owed and the final frame, then its socket is closed.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 import trio
 
 from ..core.frames import Frame
+from ..streaming import StreamSession, final_frame, heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -36,22 +42,40 @@ _installed = False
 
 
 def install() -> bool:
-    """Wrap Hypercorn's trio TCPServer.run to expose the connection (idempotent)."""
+    """Wrap Hypercorn's trio TCPServer to expose the connection and to let a direct writer
+    finish a started frame before Hypercorn writes on the same socket (idempotent)."""
     global _installed
     if _installed:
         return True
     try:
+        from hypercorn.events import Closed, RawData
         from hypercorn.trio.tcp_server import TCPServer
     except ImportError:  # pragma: no cover - another Hypercorn layout: stay on the normal path
-        logger.warning("direct SSE writes disabled: hypercorn.trio.tcp_server not found")
+        logger.warning("direct stream writes disabled: hypercorn.trio.tcp_server not found")
         return False
-    original = TCPServer.run
+    original_run, original_send = TCPServer.run, TCPServer.protocol_send
 
     async def run(self: Any) -> None:
         CURRENT_CONNECTION.set(self)
-        await original(self)
+        await original_run(self)
+
+    async def protocol_send(self: Any, event: Any) -> None:
+        writer: DirectWriter | None = getattr(self, "gw_direct", None)
+        if writer is None or not isinstance(event, RawData):
+            await original_send(self, event)
+            return
+        # Hypercorn's own RawData branch, with the tail of a frame we started written first
+        # under the same lock hold (a WebSocket ping or close must not land inside a frame)
+        async with self.send_lock:
+            await writer.finish_raw_locked()
+            try:
+                with trio.CancelScope(shield=True):
+                    await self.stream.send_all(event.data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.protocol.handle(Closed())
 
     TCPServer.run = run  # type: ignore[method-assign]
+    TCPServer.protocol_send = protocol_send  # type: ignore[method-assign]
     _installed = True
     return True
 
@@ -69,17 +93,40 @@ def nothing() -> None:
     pass
 
 
+def always() -> bool:
+    return True
+
+
+def ws_protocol(conn: Any) -> Any:
+    """wsproto's Connection of a WebSocket on a Hypercorn HTTP/1.1 connection, else None."""
+    stream = getattr(getattr(getattr(conn, "protocol", None), "protocol", None), "stream", None)
+    return getattr(stream, "connection", None)
+
+
+def sse_encoder(named: bool) -> Callable[[Sequence[Frame]], bytes]:
+    return lambda frames: b"".join([f.sse(named) for f in frames])
+
+
+def ws_encode(frames: Sequence[Frame]) -> bytes:
+    return b"".join([f.ws() for f in frames])
+
+
 class DirectWriter:
-    """Writes one SSE client's frames from the publishing task; see the module docstring."""
+    """Writes one client's frames from the publishing task; see the module docstring.
 
-    __slots__ = ("active", "after", "backlog", "backlog_bytes", "chunked", "conn", "dead", "max_backlog", "named",
-                 "raw",
-                 "wakeup", "writes")
+    `encode` turns frames into wire bytes (SSE events, or one WebSocket text frame each);
+    `chunked` wraps every write in an HTTP/1.1 chunk; `is_open` says whether the protocol
+    still allows data (a WebSocket stops once a close frame has gone either way)."""
 
-    def __init__(self, conn: Any, *, named: bool, max_backlog: int, chunked: bool) -> None:
+    __slots__ = ("active", "after", "backlog", "backlog_bytes", "chunked", "conn", "dead", "encode", "is_open",
+                 "max_backlog", "raw", "wakeup", "writes")
+
+    def __init__(self, conn: Any, *, encode: Callable[[Sequence[Frame]], bytes], max_backlog: int, chunked: bool,
+                 is_open: Callable[[], bool] = always) -> None:
         self.conn = conn
+        self.encode = encode
         self.chunked = chunked  # HTTP/1.1 bodies are chunked; HTTP/1.0 ones are raw until close
-        self.named = named
+        self.is_open = is_open
         self.max_backlog = max_backlog
         self.active = False  # True: frames are written at once; False: they queue in the backlog
         self.backlog: list[bytes] = []
@@ -91,20 +138,31 @@ class DirectWriter:
         # ids up to here were replayed from the store: the same frames may still be published
         # (commit and publish are not atomic for a reader), and must not go out twice
         self.after = 0
+        conn.gw_direct = self  # Hypercorn's own writes on this socket finish our tail first
 
     def deliver(self, frames: Sequence[Frame]) -> bool:
         """Called by the hub (synchronously). False: the client is too far behind."""
-        named, after = self.named, self.after
+        after = self.after
         if after:
             frames = [f for f in frames if f.seq is None or f.seq > after]
             if not frames:
                 return True
-        data = b"".join([f.sse(named) for f in frames])
+        self.push(self.encode(frames))
+        return self.backlog_bytes <= self.max_backlog
+
+    def push(self, data: bytes) -> None:
+        """Write now if nothing is pending and Hypercorn is not writing, else queue in order."""
         if self.active and not self.conn.send_lock.locked():
             self._write(data)
         else:
             self._queue(data)
-        return self.backlog_bytes <= self.max_backlog
+
+    async def send(self, data: bytes) -> None:
+        """Send through the same ordered path, waiting while the client is behind (used for
+        what is not fan-out: a WebSocket's first frames, replays, replies)."""
+        self.push(data)
+        await self.flush()
+        self.resume_direct()
 
     def try_write(self, data: bytes) -> bool:
         """Write now if direct writes are possible (e.g. a heartbeat); False: send it another way."""
@@ -122,7 +180,7 @@ class DirectWriter:
     def _write(self, data: bytes) -> None:
         chunk = self._frame(data)
         fd = self.conn.stream.socket.fileno()
-        if fd < 0:
+        if fd < 0 or not self.is_open():
             self._die()
             return
         try:
@@ -152,21 +210,24 @@ class DirectWriter:
     async def finish_raw(self) -> None:
         """Write the tail of a started chunk, holding Hypercorn's send lock meanwhile."""
         async with self.conn.send_lock:
-            sock = self.conn.stream.socket
-            while self.raw:
-                fd = sock.fileno()
-                if fd < 0:
-                    self._die()
-                    return
-                await trio.lowlevel.wait_writable(fd)
-                try:
-                    n = os.write(fd, self.raw)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    self._die()
-                    return
-                self.raw = self.raw[n:]
+            await self.finish_raw_locked()
+
+    async def finish_raw_locked(self) -> None:
+        sock = self.conn.stream.socket
+        while self.raw:
+            fd = sock.fileno()
+            if fd < 0:
+                self._die()
+                return
+            await trio.lowlevel.wait_writable(fd)
+            try:
+                n = os.write(fd, self.raw)
+            except BlockingIOError:
+                continue
+            except OSError:
+                self._die()
+                return
+            self.raw = self.raw[n:]
 
     def _frame(self, data: bytes) -> bytes:
         return b"%X\r\n%b\r\n" % (len(data), data) if self.chunked else data
@@ -176,6 +237,9 @@ class DirectWriter:
         shielded send: a client that stopped reading must not pin this task)."""
         while (self.raw or self.backlog) and not self.dead:
             if not self.raw:
+                if not self.is_open():
+                    self._die()
+                    return
                 self.raw = self._frame(self.take_backlog())
             await self.finish_raw()
 
@@ -207,3 +271,58 @@ class DirectWriter:
         if not self.raw and not self.backlog and not self.dead:
             self.active = True
         return self.active
+
+
+def attach(session: StreamSession, writer: DirectWriter) -> bool:
+    """Switch a live session whose queue is empty to direct writes (no await: atomic)."""
+    sub = session.sub
+    if not session.live or sub is None or sub.cut_reason is not None or writer.dead:
+        return False
+    if sub.receive.statistics().current_buffer_used:
+        return False
+    writer.after = session.cursor
+    writer.resume_direct()
+    sub.deliver = writer.deliver
+    return True
+
+
+FINAL_FLUSH_S = 5.0  # how long a cut client gets to take what it is owed and the final frame
+
+
+async def run_direct(session: StreamSession, writer: DirectWriter, heartbeat_s: float) -> str | None:
+    """A stream's task once its frames are written by the publisher: heartbeats, whatever
+    could not be written at once, the end of the stream; in between it sleeps (watching for
+    the client leaving, when the session can). Returns the cut reason, None if the client left."""
+    sub = session.sub
+    assert sub is not None
+    quiet_since, writes = trio.current_time(), writer.writes
+    while True:
+        if not (writer.raw or writer.backlog or writer.dead or sub.cut_reason is not None):
+            with trio.move_on_at(quiet_since + heartbeat_s) as waiting:
+                writer.wakeup = sub.wakeup = waiting.cancel
+                if session.idle is not None:
+                    session.gone = await session.idle()
+                else:
+                    await trio.sleep_forever()
+            writer.wakeup = nothing
+            sub.wakeup = None
+        if session.gone or writer.dead:
+            return None
+        if sub.cut_reason is not None:
+            break
+        if writer.raw or writer.backlog:
+            with trio.CancelScope() as flushing:
+                sub.wakeup = flushing.cancel  # a cut interrupts a flush to a stalled client
+                await writer.flush()
+            sub.wakeup = None
+            quiet_since = trio.current_time()
+            continue
+        writer.resume_direct()
+        if writer.writes != writes:
+            quiet_since, writes = trio.current_time(), writer.writes
+        elif trio.current_time() >= quiet_since + heartbeat_s:
+            writer.try_write(writer.encode([heartbeat(len(session.gw.hub))]))
+            quiet_since, writes = trio.current_time(), writer.writes
+    reason = sub.cut_reason
+    await writer.close_with(writer.encode([final_frame(reason)]), FINAL_FLUSH_S)
+    return reason

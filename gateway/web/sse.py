@@ -9,16 +9,14 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
-import trio
-
 from ..app import Gateway
 from ..auth import ApiKey, Slot
 from ..core.filters import Filter, ParamError, Params, bool_param, int_param, one, parse_filter, parse_sports
 from ..core.frames import DROP, ODDS, PBP, sse_retry
-from ..streaming import Idle, StreamPlan, StreamSession, final_frame, heartbeat, odds_snapshot
+from ..streaming import Idle, StreamPlan, StreamSession, odds_snapshot
 from ..writer import wall_ms
 from .common import ApiError, bad_param, require_stream_tier
-from .direct import DirectWriter, nothing
+from .direct import DirectWriter, attach, run_direct, sse_encoder
 from .rest import live_state_rows
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -61,11 +59,13 @@ def common_params(gw: Gateway, p: Params, last_event_header: str | None, *,
 
 async def sse_body(gw: Gateway, plan: StreamPlan, *, named: bool, conn: Any, chunked: bool,
                    idle: Idle | None = None) -> AsyncGenerator[bytes, None]:
-    """The bytes of one SSE stream: what the session yields, then (once live, if `conn` is a
-    plain HTTP/1.x connection) direct writes, with this generator left for heartbeats and
-    whatever the socket could not take at once."""
+    """The bytes of one SSE stream: what the session yields until it is live, then (if `conn`
+    is a plain HTTP/1.x connection) direct writes by the publisher, this task left with
+    heartbeats, whatever the socket could not take at once and the end (`run_direct`)."""
     session = StreamSession(gw, plan, idle)
     retry = sse_retry(gw.config.streams.retry_ms)
+    writer = None if conn is None else DirectWriter(conn, encode=sse_encoder(named), chunked=chunked,
+                                                    max_backlog=gw.config.streams.direct_backlog_bytes)
     try:
         async with aclosing(session.frames()) as batches:
             first = True
@@ -75,69 +75,11 @@ async def sse_body(gw: Gateway, plan: StreamPlan, *, named: bool, conn: Any, chu
                 yield retry + data if first else data
                 del data
                 first = False
-                if conn is not None and (writer := _go_direct(session, conn, named, gw, chunked)) is not None:
-                    async with aclosing(_direct(session, writer, plan.heartbeat_s, named)) as chunks:
-                        async for chunk in chunks:
-                            yield chunk
+                if writer is not None and attach(session, writer):  # nothing goes through Hypercorn now
+                    await run_direct(session, writer, plan.heartbeat_s)
                     return
     finally:
         session.close()
-
-
-def _go_direct(session: StreamSession, conn: object, named: bool, gw: Gateway, chunked: bool) -> DirectWriter | None:
-    """Switch a live stream whose queue is empty to direct writes (no await: atomic)."""
-    sub = session.sub
-    if not session.live or sub is None or sub.cut_reason is not None:
-        return None
-    if sub.receive.statistics().current_buffer_used:
-        return None
-    writer = DirectWriter(conn, named=named, max_backlog=gw.config.streams.direct_backlog_bytes, chunked=chunked)
-    writer.after = session.cursor
-    writer.active = True
-    sub.deliver = writer.deliver
-    return writer
-
-
-FINAL_FLUSH_S = 5.0  # how long a cut client gets to take what it is owed and the final frame
-
-
-async def _direct(session: StreamSession, writer: DirectWriter, heartbeat_s: float,
-                  named: bool) -> AsyncGenerator[bytes, None]:
-    """The stream's task in direct mode: heartbeats, whatever could not be written at once,
-    the end of the stream; it sleeps (watching for the client leaving) in between."""
-    sub = session.sub
-    assert sub is not None
-    quiet_since, writes = trio.current_time(), writer.writes
-    while True:
-        if not (writer.raw or writer.backlog or writer.dead or sub.cut_reason is not None):
-            with trio.move_on_at(quiet_since + heartbeat_s) as waiting:
-                writer.wakeup = sub.wakeup = waiting.cancel
-                if session.idle is not None:
-                    session.gone = await session.idle()
-                else:
-                    await trio.sleep_forever()
-            writer.wakeup = nothing
-            sub.wakeup = None
-        if session.gone or writer.dead:
-            return
-        if sub.cut_reason is not None:
-            break
-        if writer.raw or writer.backlog:
-            with trio.CancelScope() as flushing:
-                sub.wakeup = flushing.cancel  # a cut interrupts a flush to a stalled client
-                await writer.flush()
-            sub.wakeup = None
-            quiet_since = trio.current_time()
-            continue
-        writer.resume_direct()
-        if writer.writes != writes:
-            quiet_since, writes = trio.current_time(), writer.writes
-        elif trio.current_time() >= quiet_since + heartbeat_s:
-            writer.try_write(heartbeat(len(session.gw.hub)).sse(named))
-            quiet_since, writes = trio.current_time(), writer.writes
-    await writer.close_with(final_frame(sub.cut_reason or "shutdown").sse(named), FINAL_FLUSH_S)
-    return
-    yield b""  # a generator: nothing goes through Hypercorn once a stream writes directly
 
 
 def connected(api_key: ApiKey, stream_name: str, sports: frozenset[str] | None, flt: Filter,

@@ -1,7 +1,7 @@
 """WebSocket streams (contract section 5): `/ws/odds/{sport}` and `/ws/live/{sport}`, also under /v1.
 
 Frames are the SSE frames, one JSON text message each (`Frame.json`; resumable frames carry
-`id`). `/ws/odds` takes the odds SSE query parameters; `/ws/live` carries in-play data only
+`id`), written straight to the socket on plain HTTP/1.1 connections (see direct.py). `/ws/odds` takes the odds SSE query parameters; `/ws/live` carries in-play data only
 (`odds_update` of live events, `pbp_event`, `odds_drop` with `threshold`/`direction`, default
 10) and its `initial_state` adds `live_state`. Client messages: see ws_messages.py.
 
@@ -44,13 +44,14 @@ from quart import Blueprint, websocket
 from ..app import Gateway, current_gateway
 from ..auth import ApiKey
 from ..core.filters import Filter, ParamError, bool_param, csv, int_param, one, parse_filter, parse_sports
-from ..core.frames import DROP, ODDS, PBP, dumps
+from ..core.frames import DROP, ODDS, PBP, Frame, dumps, ws_text_frame
 from ..hub import SHUTDOWN, SLOW_CONSUMER
 from ..sessions import COOKIE_NAME
 from ..streaming import StreamPlan, StreamSession, odds_snapshot
 from ..writer import wall_ms
 from . import ws_liveness
 from .common import ApiError, key_from, require_stream_tier, resolve_key
+from .direct import CURRENT_CONNECTION, DirectWriter, attach, plain_socket_fd, run_direct, ws_encode, ws_protocol
 from .rest import live_state_rows
 from .session import effective_scheme, same_origin, session_key
 from .sse import connected, resume_params
@@ -239,6 +240,22 @@ def _live_state(conn: Any, sports: list[str], event_ids: frozenset[str] | None) 
     return rows if event_ids is None else [r for r in rows if r["match_id"] in event_ids]
 
 
+def direct_writer(gw: Gateway, ws: Any) -> DirectWriter | None:
+    """Our frames go straight to the socket (see direct.py) on a plain HTTP/1.1 WebSocket;
+    Hypercorn keeps the handshake, pings and the close. None: stay on Quart's send."""
+    conn = CURRENT_CONNECTION.get()
+    if not gw.config.streams.direct_writes or conn is None or plain_socket_fd(conn) is None:
+        return None
+    protocol = ws_protocol(conn)
+    if protocol is None:  # HTTP/2 or another server
+        return None
+    open_state = type(protocol.state).OPEN
+    writer = DirectWriter(conn, encode=ws_encode, chunked=False, is_open=lambda: protocol.state is open_state,
+                          max_backlog=gw.config.streams.direct_backlog_bytes)
+    writer.active = True
+    return writer
+
+
 class WsConnection:
     """One accepted, authorised socket: a reader task for client messages, a writer for frames."""
 
@@ -248,6 +265,7 @@ class WsConnection:
         self.session: StreamSession | None = None
         self.scope: trio.CancelScope | None = None
         self.resume_to: int | None = None
+        self.direct = direct_writer(gw, ws)
 
     def _plan(self, flt: Filter, last_id: int | None, bad: bool, resumed_from: int | None = None) -> StreamPlan:
         s = self.spec
@@ -274,7 +292,21 @@ class WsConnection:
         return out
 
     async def send(self, payload: dict[str, Any]) -> None:
-        await self.ws.send(dumps(payload))
+        if self.direct is not None:
+            await self.direct.send(ws_text_frame(dumps(payload)))
+        else:
+            await self.ws.send(dumps(payload))
+
+    async def send_batch(self, batch: list[Frame]) -> None:
+        """One message per frame (that is the protocol); frames queued before a `subscribe`
+        narrowed the filter are dropped here."""
+        flt = self.plan.filter
+        frames = [f for f in batch if f.seq is None or flt.matches(f)]
+        if self.direct is not None:
+            await self.direct.send(ws_encode(frames))
+            return
+        for frame in frames:
+            await self.ws.send(frame.json)
 
     def set_filter(self, flt: Filter) -> None:
         """Applies at once: the hub reads `sub.filter` at each publish, the writer re-checks."""
@@ -297,9 +329,11 @@ class WsConnection:
                 try:
                     async with aclosing(session.frames()) as batches:
                         async for batch in batches:
-                            for frame in batch:  # one message per frame: that is the protocol
-                                if frame.seq is None or self.plan.filter.matches(frame):
-                                    await self.ws.send(frame.json)
+                            await self.send_batch(batch)
+                            del batch
+                            if self.direct is not None and attach(session, self.direct):
+                                await run_direct(session, self.direct, self.plan.heartbeat_s)
+                                break  # cut, or the socket is gone: frames() ends the session
                 finally:
                     self.scope = None
                     session.close()
