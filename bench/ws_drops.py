@@ -16,9 +16,8 @@ server when it detected the drop, before the SQLite commit and the fan-out).
 
 `--compare-sse` first runs the same measurement on the SSE drop stream
 (`/v1/odds-drop/{sport}?threshold=10`, the `_sseclient.py` subscribers, the same in-play
-market), on a fresh server, and prints both side by side. The WebSocket path writes through
-both transports are written directly from the
-publishing task (gateway/web/direct.py).
+market), on a fresh server, and prints both side by side. Both transports are written
+directly from the publishing task (gateway/web/direct.py).
 """
 
 from __future__ import annotations
