@@ -133,6 +133,12 @@ async def _prune_forever(gw: Gateway) -> None:
         await trio.sleep(gw.config.database.prune_interval_s)
 
 
+async def _checkpoint_forever(gw: Gateway) -> None:
+    while True:
+        await trio.sleep(gw.config.database.checkpoint_interval_s)
+        await gw.store.checkpoint()
+
+
 async def serve(
     config: Config,
     *,
@@ -184,6 +190,7 @@ async def serve(
             await nursery.start(gw.writer.run)
             await nursery.start(gw.webhooks.run)  # webhooks (issue 7)
             nursery.start_soon(_prune_forever, gw)
+            nursery.start_soon(_checkpoint_forever, gw)
             if feeds:
                 nursery.start_soon(run_feeds, config, gw.writer)
             urls = await nursery.start(http)

@@ -40,6 +40,7 @@ class DatabaseConfig:
     path: str = "gateway.db"
     retention_hours: float = 48.0
     prune_interval_s: float = 300.0
+    checkpoint_interval_s: float = 1.0  # WAL -> database copy, off the commit path (store.checkpoint)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,6 +214,7 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
     _check(cfg.demo.tier in cfg.tiers, f"[demo] tier: unknown tier {cfg.demo.tier!r}")
     both = set(cfg.books.per_market) & set(cfg.books.game_line)
     _check(not both, f"[books] listed as both per_market and game_line: {', '.join(sorted(both))}")
+    _check(cfg.database.checkpoint_interval_s > 0, "[database] checkpoint_interval_s must be > 0")
     _check(0 <= cfg.server.port <= 65535, "[server] port must be between 0 and 65535")
     return cfg
 

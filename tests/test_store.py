@@ -45,3 +45,44 @@ async def test_failed_batch_stores_nothing(tmp_path: Path) -> None:
         assert store.read_sync(max_seq) == 0
     finally:
         store.close()
+
+
+async def test_checkpoints_beside_a_busy_writer_keep_the_wal_bounded(tmp_path: Path) -> None:
+    """Commits never wait for a checkpoint (SQLite's automatic one is off), yet the WAL is
+    copied and restarted while the writer keeps committing, so it stops growing."""
+    import trio
+
+    path = tmp_path / "s.db"
+    store = Store(str(path))
+    seq = 0
+
+    async def write_batches(n: int) -> None:
+        nonlocal seq
+        for _ in range(n):
+            rows = [LogRow(seq + i + 1, "odds", "nba", "e", False, 0, "x" * 2000) for i in range(20)]
+            seq += 20
+            await store.write(WriteBatch(log=rows))
+
+    try:
+        with trio.fail_after(60):
+            await write_batches(200)  # ~10 MB of log: far past SQLite's 1000-page auto checkpoint
+            assert store.read_sync(lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 0
+            grown = (path.parent / "s.db-wal").stat().st_size
+            assert grown > 8_000_000  # nothing was copied on commit
+            copied = 0
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(write_batches, 400)
+
+                async def checkpoints() -> None:
+                    nonlocal copied
+                    while seq < 12_000:
+                        copied += await store.checkpoint()
+                        await trio.sleep(0.02)
+
+                nursery.start_soon(checkpoints)
+            assert copied > 0
+            log_frames = store.read_sync(lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0][1])
+            assert log_frames < 2_000  # restarted during the run: ~3,000 frames were written after the first one
+            assert store.read_sync(max_seq) == 12_000
+    finally:
+        store.close()
