@@ -194,7 +194,7 @@ class Store:
 # -- queries: plain functions of a connection, testable without trio ---------------------
 
 def _checkpoint(conn: sqlite3.Connection) -> int:
-    busy, log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
+    copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0][2]  # (busy, log, copied)
     return int(copied) if copied > 0 else 0
 
 

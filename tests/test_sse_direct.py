@@ -115,7 +115,7 @@ async def test_direct_writer_skips_replayed_ids_and_keeps_order() -> None:
     a, b = socket.socketpair()
     a.setblocking(False)
     conn = SimpleNamespace(send_lock=trio.Lock(), stream=SimpleNamespace(socket=trio.socket.from_stdlib_socket(a)))
-    writer = DirectWriter(conn, encode=sse_encoder(False), max_backlog=1 << 20, chunked=False)
+    writer = DirectWriter(conn, encode=sse_encoder(False, chunked=False), max_backlog=1 << 20)
     writer.after, writer.active = 5, True
 
     def frame(seq: int) -> Frame:

@@ -30,6 +30,8 @@ class Frame:
     """One resumable frame (seq set) or control frame (seq None), encoded once."""
 
     __slots__ = (
+        "_chunk",
+        "_chunk_named",
         "_sse",
         "_sse_named",
         "_ws",
@@ -64,6 +66,8 @@ class Frame:
         self.json: str = text if text is not None else _dumps(payload)
         self._sse: bytes | None = None
         self._sse_named: bytes | None = None
+        self._chunk: bytes | None = None
+        self._chunk_named: bytes | None = None
         self._ws: bytes | None = None
         self.delta_cents = 0
         self.direction: str | None = None
@@ -102,6 +106,16 @@ class Frame:
             self._sse = self._encode(named=False)
         return self._sse
 
+    def sse_chunk(self, named: bool) -> bytes:
+        """The SSE form as one HTTP/1.1 chunk (what a streaming response body carries)."""
+        if named:
+            if self._chunk_named is None:
+                self._chunk_named = http_chunk(self.sse(True))
+            return self._chunk_named
+        if self._chunk is None:
+            self._chunk = http_chunk(self.sse(False))
+        return self._chunk
+
     def _encode(self, named: bool) -> bytes:
         head = f"id: {self.seq}\n" if self.seq is not None else ""
         if named:
@@ -114,6 +128,10 @@ class Frame:
         if self._ws is None:
             self._ws = ws_text_frame(self.json)
         return self._ws
+
+
+def http_chunk(data: bytes) -> bytes:
+    return b"%X\r\n%b\r\n" % (len(data), data)
 
 
 def ws_text_frame(text: str) -> bytes:

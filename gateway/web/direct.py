@@ -32,7 +32,7 @@ from typing import Any
 
 import trio
 
-from ..core.frames import Frame
+from ..core.frames import Frame, http_chunk
 from ..streaming import StreamSession, final_frame, heartbeat
 
 logger = logging.getLogger(__name__)
@@ -103,8 +103,18 @@ def ws_protocol(conn: Any) -> Any:
     return getattr(stream, "connection", None)
 
 
-def sse_encoder(named: bool) -> Callable[[Sequence[Frame]], bytes]:
-    return lambda frames: b"".join([f.sse(named) for f in frames])
+def sse_encoder(named: bool, *, chunked: bool) -> Callable[[Sequence[Frame]], bytes]:
+    """SSE events; on HTTP/1.1 one chunk per write, as h11 would frame it (h11 does not count
+    chunked bytes, so it still ends the body). A single frame's chunk is encoded once."""
+    if not chunked:  # HTTP/1.0: the body is raw until the connection closes
+        return lambda frames: b"".join([f.sse(named) for f in frames])
+
+    def encode(frames: Sequence[Frame]) -> bytes:
+        if len(frames) == 1:
+            return frames[0].sse_chunk(named)
+        return http_chunk(b"".join([f.sse(named) for f in frames]))
+
+    return encode
 
 
 def ws_encode(frames: Sequence[Frame]) -> bytes:
@@ -114,18 +124,18 @@ def ws_encode(frames: Sequence[Frame]) -> bytes:
 class DirectWriter:
     """Writes one client's frames from the publishing task; see the module docstring.
 
-    `encode` turns frames into wire bytes (SSE events, or one WebSocket text frame each);
-    `chunked` wraps every write in an HTTP/1.1 chunk; `is_open` says whether the protocol
-    still allows data (a WebSocket stops once a close frame has gone either way)."""
+    `encode` turns frames into complete wire units (SSE events in an HTTP/1.1 chunk, or one
+    WebSocket text frame each), so any concatenation of its outputs is valid on the wire;
+    `is_open` says whether the protocol still allows data (a WebSocket stops once a close
+    frame has gone either way)."""
 
-    __slots__ = ("active", "after", "backlog", "backlog_bytes", "chunked", "conn", "dead", "encode", "is_open",
+    __slots__ = ("active", "after", "backlog", "backlog_bytes", "conn", "dead", "encode", "is_open",
                  "max_backlog", "raw", "wakeup", "writes")
 
-    def __init__(self, conn: Any, *, encode: Callable[[Sequence[Frame]], bytes], max_backlog: int, chunked: bool,
+    def __init__(self, conn: Any, *, encode: Callable[[Sequence[Frame]], bytes], max_backlog: int,
                  is_open: Callable[[], bool] = always) -> None:
         self.conn = conn
         self.encode = encode
-        self.chunked = chunked  # HTTP/1.1 bodies are chunked; HTTP/1.0 ones are raw until close
         self.is_open = is_open
         self.max_backlog = max_backlog
         self.active = False  # True: frames are written at once; False: they queue in the backlog
@@ -177,8 +187,7 @@ class DirectWriter:
         self.active = False
         self.wakeup()
 
-    def _write(self, data: bytes) -> None:
-        chunk = self._frame(data)
+    def _write(self, chunk: bytes) -> None:
         fd = self.conn.stream.socket.fileno()
         if fd < 0 or not self.is_open():
             self._die()
@@ -229,9 +238,6 @@ class DirectWriter:
                 return
             self.raw = self.raw[n:]
 
-    def _frame(self, data: bytes) -> bytes:
-        return b"%X\r\n%b\r\n" % (len(data), data) if self.chunked else data
-
     async def flush(self) -> None:
         """Write the raw tail, then the backlog, ourselves (cancellable, unlike Hypercorn's
         shielded send: a client that stopped reading must not pin this task)."""
@@ -240,7 +246,7 @@ class DirectWriter:
                 if not self.is_open():
                     self._die()
                     return
-                self.raw = self._frame(self.take_backlog())
+                self.raw = self.take_backlog()
             await self.finish_raw()
 
     def abort(self) -> None:

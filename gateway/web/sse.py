@@ -64,7 +64,7 @@ async def sse_body(gw: Gateway, plan: StreamPlan, *, named: bool, conn: Any, chu
     heartbeats, whatever the socket could not take at once and the end (`run_direct`)."""
     session = StreamSession(gw, plan, idle)
     retry = sse_retry(gw.config.streams.retry_ms)
-    writer = None if conn is None else DirectWriter(conn, encode=sse_encoder(named), chunked=chunked,
+    writer = None if conn is None else DirectWriter(conn, encode=sse_encoder(named, chunked=chunked),
                                                     max_backlog=gw.config.streams.direct_backlog_bytes)
     try:
         async with aclosing(session.frames()) as batches:

@@ -1,9 +1,10 @@
 """WebSocket streams (contract section 5): `/ws/odds/{sport}` and `/ws/live/{sport}`, also under /v1.
 
 Frames are the SSE frames, one JSON text message each (`Frame.json`; resumable frames carry
-`id`), written straight to the socket on plain HTTP/1.1 connections (see direct.py). `/ws/odds` takes the odds SSE query parameters; `/ws/live` carries in-play data only
-(`odds_update` of live events, `pbp_event`, `odds_drop` with `threshold`/`direction`, default
-10) and its `initial_state` adds `live_state`. Client messages: see ws_messages.py.
+`id`), written straight to the socket on plain HTTP/1.1 connections (see direct.py).
+`/ws/odds` takes the odds SSE query parameters; `/ws/live` carries in-play data only
+(`odds_update` of live events, `pbp_event`, `odds_drop` with `threshold`/`direction`,
+default 10) and its `initial_state` adds `live_state`. Client messages: see ws_messages.py.
 
 Decisions:
 - Every refusal happens after accept (a close before accept becomes HTTP 403 and loses the
@@ -250,7 +251,7 @@ def direct_writer(gw: Gateway, ws: Any) -> DirectWriter | None:
     if protocol is None:  # HTTP/2 or another server
         return None
     open_state = type(protocol.state).OPEN
-    writer = DirectWriter(conn, encode=ws_encode, chunked=False, is_open=lambda: protocol.state is open_state,
+    writer = DirectWriter(conn, encode=ws_encode, is_open=lambda: protocol.state is open_state,
                           max_backlog=gw.config.streams.direct_backlog_bytes)
     writer.active = True
     return writer
