@@ -3,7 +3,8 @@
 Policy: `publish` never blocks and never awaits. A subscriber whose channel is full is cut
 off (slow consumer): it is removed from every topic, its channel closed, and its transport
 sends a final error frame so the client reconnects and resumes from the store.
-Frames are filtered here, once per (frame, subscriber), and are already encoded.
+Subscribers with the same streams, sports and filter form a group: frames are filtered
+once per (frame, group) and encoded once per group and wire format.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -25,27 +27,43 @@ SHUTDOWN = "shutdown"
 
 
 class Subscriber:
-    __slots__ = ("cut_reason", "deliver", "filter", "receive", "send", "sports", "streams", "transport", "wakeup")
+    __slots__ = ("cut_reason", "deliver", "group", "receive", "send", "transport", "wakeup")
 
-    def __init__(
-        self,
-        streams: tuple[str, ...],
-        sports: frozenset[str] | None,
-        flt: Filter,
-        buffer: int,
-        transport: str,
-    ) -> None:
-        self.streams = streams
-        self.sports = sports  # None: every sport, including ones that appear later
-        self.filter = flt  # may be replaced live (WS subscribe); read at each publish
+    def __init__(self, group: Group, buffer: int, transport: str) -> None:
+        self.group = group
         self.transport = transport
         self.cut_reason: str | None = None
         self.send, self.receive = trio.open_memory_channel[Frame](buffer)
-        # direct mode (SSE): frames of one publish go to `deliver` instead of the channel;
-        # it returns False when the client is too far behind. `wakeup`, when set, is called
-        # on a cut and on every frame queued: the subscriber's task is waiting elsewhere.
-        self.deliver: Callable[[list[Frame]], bool] | None = None
+        # direct mode: the frames of one publish go to `deliver(frames, encoded)` instead of
+        # the channel (`encoded` is shared by the group: bytes by encoder, encoded once); it
+        # returns False when the client is too far behind. `wakeup`, when set, is called on a
+        # cut and on every publish that queued frames: the subscriber's task waits elsewhere.
+        self.deliver: Callable[[list[Frame], dict[Any, bytes]], bool] | None = None
         self.wakeup: Callable[[], None] | None = None
+
+    @property
+    def filter(self) -> Filter:
+        return self.group.filter
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        return self.group.streams
+
+
+class Group:
+    """Subscribers that asked for the same streams, sports and filter. Each publish gives
+    them the same frames, so the filter runs once per frame for all of them, and a frame
+    batch is encoded once per wire format, however many subscribers share it."""
+
+    __slots__ = ("filter", "key", "sports", "streams", "subs")
+
+    def __init__(self, key: GroupKey) -> None:
+        self.key = key
+        self.streams, self.sports, self.filter = key
+        self.subs: set[Subscriber] = set()
+
+
+GroupKey = tuple[tuple[str, ...], frozenset[str] | None, Filter]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +73,15 @@ class HubStats:
     published: int
     delivered: int
     slow_consumer_cuts: int
+    groups: int
 
 
 class Hub:
     def __init__(self, buffer: int = 4096) -> None:
         self.buffer = buffer
-        self._topics: dict[tuple[str, str], set[Subscriber]] = {}
-        self._wildcard: dict[str, set[Subscriber]] = {}
+        self._groups: dict[GroupKey, Group] = {}
+        self._topics: dict[tuple[str, str], set[Group]] = {}
+        self._wildcard: dict[str, set[Group]] = {}
         self._all: set[Subscriber] = set()
         self.published = 0
         self.delivered = 0
@@ -75,31 +95,54 @@ class Hub:
         *,
         transport: str = "sse",
     ) -> Subscriber:
-        sub = Subscriber(tuple(streams), sports, flt, self.buffer, transport)
-        for stream in sub.streams:
-            if sports is None:
-                self._wildcard.setdefault(stream, set()).add(sub)
-            else:
-                for sport in sports:
-                    self._topics.setdefault((stream, sport), set()).add(sub)
+        sub = Subscriber(self._join((tuple(streams), sports, flt)), self.buffer, transport)
+        sub.group.subs.add(sub)
         self._all.add(sub)
         return sub
+
+    def set_filter(self, sub: Subscriber, flt: Filter) -> None:
+        """A live filter change (WS `subscribe`): from the next publish on."""
+        if sub not in self._all or flt == sub.group.filter:
+            return
+        old = sub.group
+        sub.group = self._join((old.streams, old.sports, flt))
+        sub.group.subs.add(sub)
+        self._leave(old, sub)
+
+    def _join(self, key: GroupKey) -> Group:
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = Group(key)
+            for stream in group.streams:
+                if group.sports is None:
+                    self._wildcard.setdefault(stream, set()).add(group)
+                else:
+                    for sport in group.sports:
+                        self._topics.setdefault((stream, sport), set()).add(group)
+        return group
+
+    def _leave(self, group: Group, sub: Subscriber) -> None:
+        group.subs.discard(sub)
+        if group.subs:
+            return
+        del self._groups[group.key]
+        for stream in group.streams:
+            if group.sports is None:
+                self._wildcard.get(stream, set()).discard(group)
+            else:
+                for sport in group.sports:
+                    groups = self._topics.get((stream, sport))
+                    if groups is not None:
+                        groups.discard(group)
+                        if not groups:
+                            del self._topics[(stream, sport)]
 
     def unsubscribe(self, sub: Subscriber) -> None:
         """Idempotent; safe to call from `finally` blocks."""
         if sub not in self._all:
             return
         self._all.discard(sub)
-        for stream in sub.streams:
-            if sub.sports is None:
-                self._wildcard.get(stream, set()).discard(sub)
-            else:
-                for sport in sub.sports:
-                    subs = self._topics.get((stream, sport))
-                    if subs is not None:
-                        subs.discard(sub)
-                        if not subs:
-                            del self._topics[(stream, sport)]
+        self._leave(sub.group, sub)
         sub.send.close()
         if sub.wakeup is not None:
             sub.wakeup()
@@ -112,43 +155,39 @@ class Hub:
     def publish(self, frames: Iterable[Frame]) -> None:
         """Hand each frame to every matching subscriber. Never blocks."""
         topics, wildcard = self._topics, self._wildcard
-        delivered = 0
         published = 0
-        slow: list[Subscriber] = []
-        direct: dict[Subscriber, list[Frame]] = {}
+        batches: dict[Group, list[Frame]] = {}
         for frame in frames:
             published += 1
             stream = frame.stream
             assert stream is not None and frame.sport_key is not None
-            for group in (topics.get((stream, frame.sport_key)), wildcard.get(stream)):
-                if not group:
+            for groups in (topics.get((stream, frame.sport_key)), wildcard.get(stream)):
+                if groups:
+                    for group in groups:
+                        if group.filter.matches(frame):
+                            if group in batches:
+                                batches[group].append(frame)
+                            else:
+                                batches[group] = [frame]
+        delivered = 0
+        slow: list[Subscriber] = []
+        for group, batch in batches.items():
+            encoded: dict[Any, bytes] = {}
+            for sub in group.subs:
+                if sub.deliver is not None:
+                    if not sub.deliver(batch, encoded):
+                        slow.append(sub)
                     continue
-                for sub in group:
-                    if not sub.filter.matches(frame):
-                        continue
-                    if sub.deliver is not None:  # written after the loop, all of this publish at once
-                        if sub in direct:
-                            direct[sub].append(frame)
-                        else:
-                            direct[sub] = [frame]
-                        delivered += 1
-                        continue
-                    try:
+                try:
+                    for frame in batch:
                         sub.send.send_nowait(frame)
-                        delivered += 1
-                        if sub.wakeup is not None:  # its task waits on the client, not the channel
-                            sub.wakeup()
-                    except trio.WouldBlock:
-                        slow.append(sub)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        slow.append(sub)
-            if slow:  # cut outside the loop over the group: cutting mutates it
-                for sub in slow:
-                    self._cut_slow(sub)
-                slow.clear()
-        for sub, batch in direct.items():
-            if sub.deliver is not None and not sub.deliver(batch):
-                self._cut_slow(sub)
+                except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                    slow.append(sub)
+                if sub.wakeup is not None:  # its task waits on the client, not the channel
+                    sub.wakeup()
+            delivered += len(batch) * len(group.subs)
+        for sub in slow:  # cut after the loops: cutting mutates the groups
+            self._cut_slow(sub)
         self.published += published
         self.delivered += delivered
 
@@ -172,4 +211,5 @@ class Hub:
             published=self.published,
             delivered=self.delivered,
             slow_consumer_cuts=self.cuts,
+            groups=len(self._groups),
         )

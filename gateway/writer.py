@@ -110,14 +110,21 @@ class Writer:
             while True:
                 items = [await self._receive.receive()]
                 rows = len(items[0].quotes) + len(items[0].plays)
+                # group commit: what queued while the last batch committed joins this one;
+                # with batch_s > 0, also wait that long for more (fewer, larger transactions)
                 deadline = trio.current_time() + self._batch_s
                 while rows < self._max_rows:
-                    with trio.move_on_at(deadline):
-                        item = await self._receive.receive()
-                        items.append(item)
-                        rows += len(item.quotes) + len(item.plays)
-                        continue
-                    break
+                    item: _Item | None = None
+                    try:
+                        item = self._receive.receive_nowait()
+                    except trio.WouldBlock:
+                        if self._batch_s > 0:
+                            with trio.move_on_at(deadline):
+                                item = await self._receive.receive()
+                    if item is None:
+                        break
+                    items.append(item)
+                    rows += len(item.quotes) + len(item.plays)
                 await self._commit(items)
         finally:
             self.running = False

@@ -64,3 +64,35 @@ async def test_unsubscribe_is_idempotent_and_close_all() -> None:
     b = hub.subscribe([DROP], None, Filter())
     hub.close_all()
     assert len(hub) == 0 and b.cut_reason == "shutdown"
+
+
+async def test_subscribers_with_the_same_request_share_a_group_and_its_encoding() -> None:
+    hub = Hub(16)
+    flt = Filter(threshold=10)
+    subs = [hub.subscribe([DROP], frozenset({"basketball_nba"}), flt) for _ in range(3)]
+    other = hub.subscribe([DROP], frozenset({"basketball_nba"}), Filter(threshold=20))
+    assert hub.statistics().groups == 2
+    calls: list[tuple[list[int | None], int]] = []
+
+    def deliver(frames: list[Frame], encoded: dict[object, bytes]) -> bool:
+        data = encoded.get("enc")
+        if data is None:
+            data = encoded["enc"] = b"x"  # what a writer encodes once per group
+            calls.append(([f.seq for f in frames], len(encoded)))
+        return True
+
+    for sub in subs:
+        sub.deliver = deliver
+    hub.publish([drop(1), drop(2, delta=25), drop(3, sport="soccer_epl")])
+    assert calls == [([1, 2], 1)]  # one encoding for the three subscribers
+    assert drain(other) == [2]
+    assert hub.statistics().delivered == 3 * 2 + 1
+    # a live filter change moves a subscriber to another group, from the next publish on
+    hub.set_filter(subs[0], Filter(threshold=20))
+    subs[0].deliver = None
+    hub.publish([drop(4), drop(5, delta=30)])
+    assert drain(subs[0]) == [5] and drain(other) == [5]
+    assert hub.statistics().groups == 2
+    for sub in [*subs, other]:
+        hub.unsubscribe(sub)
+    assert hub.statistics().groups == 0 and not hub._topics and not hub._wildcard

@@ -103,9 +103,10 @@ def ws_protocol(conn: Any) -> Any:
     return getattr(stream, "connection", None)
 
 
-def sse_encoder(named: bool, *, chunked: bool) -> Callable[[Sequence[Frame]], bytes]:
-    """SSE events; on HTTP/1.1 one chunk per write, as h11 would frame it (h11 does not count
-    chunked bytes, so it still ends the body). A single frame's chunk is encoded once."""
+Encoder = Callable[[Sequence[Frame]], bytes]
+
+
+def _sse_encoder(named: bool, chunked: bool) -> Encoder:
     if not chunked:  # HTTP/1.0: the body is raw until the connection closes
         return lambda frames: b"".join([f.sse(named) for f in frames])
 
@@ -115,6 +116,16 @@ def sse_encoder(named: bool, *, chunked: bool) -> Callable[[Sequence[Frame]], by
         return http_chunk(b"".join([f.sse(named) for f in frames]))
 
     return encode
+
+
+# one object per wire format: the hub shares a batch's bytes between writers by encoder
+_SSE_ENCODERS = {(named, chunked): _sse_encoder(named, chunked) for named in (False, True) for chunked in (False, True)}
+
+
+def sse_encoder(named: bool, *, chunked: bool) -> Encoder:
+    """SSE events; on HTTP/1.1 one chunk per write, as h11 would frame it (h11 does not count
+    chunked bytes, so it still ends the body). A single frame's chunk is encoded once."""
+    return _SSE_ENCODERS[(named, chunked)]
 
 
 def ws_encode(frames: Sequence[Frame]) -> bytes:
@@ -132,7 +143,7 @@ class DirectWriter:
     __slots__ = ("active", "after", "backlog", "backlog_bytes", "conn", "dead", "encode", "is_open",
                  "max_backlog", "raw", "wakeup", "writes")
 
-    def __init__(self, conn: Any, *, encode: Callable[[Sequence[Frame]], bytes], max_backlog: int,
+    def __init__(self, conn: Any, *, encode: Encoder, max_backlog: int,
                  is_open: Callable[[], bool] = always) -> None:
         self.conn = conn
         self.encode = encode
@@ -150,14 +161,25 @@ class DirectWriter:
         self.after = 0
         conn.gw_direct = self  # Hypercorn's own writes on this socket finish our tail first
 
-    def deliver(self, frames: Sequence[Frame]) -> bool:
-        """Called by the hub (synchronously). False: the client is too far behind."""
+    def deliver(self, frames: Sequence[Frame], encoded: dict[Any, bytes] | None = None) -> bool:
+        """Called by the hub (synchronously) with a publish's frames for this client and the
+        bytes already encoded for its group. False: the client is too far behind."""
         after = self.after
         if after:
+            last = frames[-1].seq
+            if last is not None and last > after:
+                self.after = 0  # ids only grow: nothing published from now on was replayed
             frames = [f for f in frames if f.seq is None or f.seq > after]
             if not frames:
                 return True
-        self.push(self.encode(frames))
+            self.push(self.encode(frames))
+        elif encoded is None:
+            self.push(self.encode(frames))
+        else:
+            data = encoded.get(self.encode)
+            if data is None:
+                data = encoded[self.encode] = self.encode(frames)
+            self.push(data)
         return self.backlog_bytes <= self.max_backlog
 
     def push(self, data: bytes) -> None:

@@ -310,10 +310,10 @@ class WsConnection:
             await self.ws.send(frame.json)
 
     def set_filter(self, flt: Filter) -> None:
-        """Applies at once: the hub reads `sub.filter` at each publish, the writer re-checks."""
+        """Applies from the next publish; frames queued before it are re-checked on sending."""
         self.plan.filter = flt
         if self.session is not None and self.session.sub is not None:
-            self.session.sub.filter = flt
+            self.gw.hub.set_filter(self.session.sub, flt)
 
     async def run(self) -> tuple[int, str]:
         async with trio.open_nursery() as nursery:
