@@ -48,7 +48,7 @@ class StreamsConfig:
     heartbeat_s: int = 5
     retry_ms: int = 2000
     subscriber_buffer: int = 4096
-    writer_batch_ms: int = 5
+    writer_batch_ms: int = 0
     max_batch_rows: int = 5000
     ws_heartbeat_s: int = 30
     ws_ping_interval_s: float = 10.0
@@ -56,6 +56,7 @@ class StreamsConfig:
     recent_drops: int = 200
     direct_writes: bool = True  # SSE and WS: the publisher writes to sockets itself (see web/direct.py)
     direct_backlog_bytes: int = 4 * 1024 * 1024  # unsent bytes before a client is cut as slow
+    write_stall_timeout_s: float = 30.0  # a stream whose socket takes no byte for this long is closed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,6 +211,7 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
     cfg = Config(**parts, base_dir=base_dir or Path.cwd())
     s = cfg.streams
     _check(1 <= s.heartbeat_s <= 30, "[streams] heartbeat_s must be between 1 and 30")
+    _check(s.write_stall_timeout_s > 0, "[streams] write_stall_timeout_s must be > 0")
     _check(s.subscriber_buffer >= 16, "[streams] subscriber_buffer must be >= 16")
     _check(cfg.demo.tier in cfg.tiers, f"[demo] tier: unknown tier {cfg.demo.tier!r}")
     both = set(cfg.books.per_market) & set(cfg.books.game_line)

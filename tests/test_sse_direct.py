@@ -191,3 +191,26 @@ async def test_a_client_that_never_reads_is_disconnected_after_the_grace(
         gw.stop.set()
     assert "gateway_slow_consumer_cuts_total 1.0" in text
     assert 'gateway_stream_connections{transport="sse"}' not in text
+
+
+async def test_a_client_that_takes_nothing_during_a_replay_is_closed_after_the_stall_timeout(tmp_path: Any) -> None:
+    """Not subscribed yet (replaying), so no cut can come: the write stall timeout ends it."""
+    from gateway import testing
+
+    cfg = testing.gateway_config(tmp_path, streams={"write_stall_timeout_s": 1})
+    with trio.fail_after(40):
+        async with testing.open_gateway(cfg) as gw:
+            for n in range(40):  # 8,000 drops (~5 MB) to replay: more than the kernel buffers hold
+                await gw.push_quotes([quote((-110, -130)[n % 2], book=f"b{i}") for i in range(200)])
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            host, port = gw.base_url.removeprefix("http://").split(":")
+            sock.connect((host, int(port)))
+            sock.sendall(f"GET /v1/odds-drop/basketball_nba?apiKey={gw.key}&threshold=1&last_event_id=0 "
+                         "HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.setblocking(False)
+            await trio.sleep(4)  # the replay stalls, then the stall timeout closes the socket
+            assert not gw.gateway.caps.active  # before any read: the stream's task is gone
+            got = await read_until(sock, None, 5)
+            sock.close()
+    assert b'"connected"' in got

@@ -159,3 +159,25 @@ async def test_a_compressing_client_reads_uncompressed_direct_frames(tmp_path: P
     assert extensions == "permessage-deflate"
     prices = [m["data"][0]["home_ml"] for m in seen if m["type"] == "odds_update"]
     assert prices == list(range(-101, -151, -1))
+
+
+async def test_a_client_cut_while_its_snapshot_is_sent_is_disconnected(tmp_path: Path, monkeypatch: Any) -> None:
+    """Cut before going live (the snapshot does not fit its socket): the send is given up."""
+    from gateway.web import direct
+
+    monkeypatch.setattr(direct, "FINAL_FLUSH_S", 0.5)
+    cfg = testing.gateway_config(tmp_path, streams={"subscriber_buffer": 16})
+    with trio.fail_after(30):
+        async with testing.open_gateway(cfg) as gw:
+            await gw.push_quotes([quote(-100, book=f"b{i}", event=f"2026-05-12_T{j}_U{j}")
+                                  for i in range(20) for j in range(20)])  # a ~300 KB snapshot
+            sock = open_raw_ws(gw.base_url, gw.key, rcvbuf=4096)
+            await read_all(sock, 1, b'"connected"')
+            for n in range(5):  # frames for its channel while the snapshot is stuck: a cut
+                await gw.push_quotes([quote(-110 - n, book=f"b{i}") for i in range(20)])
+            assert gw.gateway.hub.cuts == 1
+            await trio.sleep(1.5)  # the grace runs out while the client still reads nothing
+            assert not gw.gateway.caps.active  # the handler ended: nothing pins it
+            got = await read_all(sock, 10)  # what the kernel held, then EOF or reset
+            sock.close()
+            assert b'"slow_consumer"' not in got  # it was disconnected, not served to the end

@@ -33,6 +33,7 @@ from typing import Any
 import trio
 
 from ..core.frames import Frame, http_chunk
+from ..hub import Subscriber
 from ..streaming import StreamSession, final_frame, heartbeat
 
 logger = logging.getLogger(__name__)
@@ -141,11 +142,12 @@ class DirectWriter:
     frame has gone either way)."""
 
     __slots__ = ("active", "after", "backlog", "backlog_bytes", "conn", "dead", "encode", "is_open",
-                 "max_backlog", "raw", "wakeup", "writes")
+                 "max_backlog", "raw", "stall_s", "wakeup", "writes")
 
-    def __init__(self, conn: Any, *, encode: Encoder, max_backlog: int,
+    def __init__(self, conn: Any, *, encode: Encoder, max_backlog: int, stall_s: float = 30.0,
                  is_open: Callable[[], bool] = always) -> None:
         self.conn = conn
+        self.stall_s = stall_s  # a socket that takes no byte for this long is closed
         self.encode = encode
         self.is_open = is_open
         self.max_backlog = max_backlog
@@ -250,7 +252,12 @@ class DirectWriter:
             if fd < 0:
                 self._die()
                 return
-            await trio.lowlevel.wait_writable(fd)
+            with trio.move_on_after(self.stall_s) as waiting:
+                await trio.lowlevel.wait_writable(fd)
+            if waiting.cancelled_caught:  # whoever waits here (us, a Hypercorn ping) must not wait forever
+                logger.info("closing a stream whose client took nothing for %.0f s", self.stall_s)
+                self.abort()
+                return
             try:
                 n = os.write(fd, self.raw)
             except BlockingIOError:
@@ -299,6 +306,22 @@ class DirectWriter:
         if not self.raw and not self.backlog and not self.dead:
             self.active = True
         return self.active
+
+
+async def send_unless_cut(writer: DirectWriter, sub: Subscriber | None, data: bytes) -> bool:
+    """`writer.send(data)` before a stream is live (first frames, snapshot, replay), given up
+    if the hub cuts `sub` meanwhile: a client that stopped reading must not pin the task.
+    True: it was cut (end the stream with `run_direct`)."""
+    if sub is None:
+        await writer.send(data)
+        return False
+    with trio.CancelScope() as scope:
+        sub.wakeup = lambda: scope.cancel() if sub.cut_reason is not None else None
+        try:
+            await writer.send(data)
+        finally:
+            sub.wakeup = None
+    return sub.cut_reason is not None
 
 
 def attach(session: StreamSession, writer: DirectWriter) -> bool:

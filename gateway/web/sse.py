@@ -16,7 +16,7 @@ from ..core.frames import DROP, ODDS, PBP, sse_retry
 from ..streaming import Idle, StreamPlan, StreamSession, odds_snapshot
 from ..writer import wall_ms
 from .common import ApiError, bad_param, require_stream_tier
-from .direct import DirectWriter, attach, run_direct, sse_encoder
+from .direct import DirectWriter, attach, run_direct, send_unless_cut, sse_encoder
 from .rest import live_state_rows
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -65,17 +65,22 @@ async def sse_body(gw: Gateway, plan: StreamPlan, *, named: bool, conn: Any, chu
     session = StreamSession(gw, plan, idle)
     retry = sse_retry(gw.config.streams.retry_ms)
     writer = None if conn is None else DirectWriter(conn, encode=sse_encoder(named, chunked=chunked),
-                                                    max_backlog=gw.config.streams.direct_backlog_bytes)
+                                                    max_backlog=gw.config.streams.direct_backlog_bytes,
+                                                    stall_s=gw.config.streams.write_stall_timeout_s)
     try:
         async with aclosing(session.frames()) as batches:
             first = True
             async for batch in batches:
-                data = b"".join(f.sse(named) for f in batch)
-                del batch
-                yield retry + data if first else data
-                del data
-                first = False
-                if writer is not None and attach(session, writer):  # nothing goes through Hypercorn now
+                if first or writer is None:  # the first bytes go with the headers, through Hypercorn
+                    data = b"".join(f.sse(named) for f in batch)
+                    del batch
+                    yield retry + data if first else data
+                    del data
+                    first = False
+                elif await send_unless_cut(writer, session.sub, writer.encode(batch)):
+                    await run_direct(session, writer, plan.heartbeat_s)
+                    return
+                if writer is not None and attach(session, writer):  # from now on the publisher writes
                     await run_direct(session, writer, plan.heartbeat_s)
                     return
     finally:

@@ -52,7 +52,16 @@ from ..streaming import StreamPlan, StreamSession, odds_snapshot
 from ..writer import wall_ms
 from . import ws_liveness
 from .common import ApiError, key_from, require_stream_tier, resolve_key
-from .direct import CURRENT_CONNECTION, DirectWriter, attach, plain_socket_fd, run_direct, ws_encode, ws_protocol
+from .direct import (
+    CURRENT_CONNECTION,
+    DirectWriter,
+    attach,
+    plain_socket_fd,
+    run_direct,
+    send_unless_cut,
+    ws_encode,
+    ws_protocol,
+)
 from .rest import live_state_rows
 from .session import effective_scheme, same_origin, session_key
 from .sse import connected, resume_params
@@ -252,7 +261,8 @@ def direct_writer(gw: Gateway, ws: Any) -> DirectWriter | None:
         return None
     open_state = type(protocol.state).OPEN
     writer = DirectWriter(conn, encode=ws_encode, is_open=lambda: protocol.state is open_state,
-                          max_backlog=gw.config.streams.direct_backlog_bytes)
+                          max_backlog=gw.config.streams.direct_backlog_bytes,
+                          stall_s=gw.config.streams.write_stall_timeout_s)
     writer.active = True
     return writer
 
@@ -298,16 +308,17 @@ class WsConnection:
         else:
             await self.ws.send(dumps(payload))
 
-    async def send_batch(self, batch: list[Frame]) -> None:
+    async def send_batch(self, batch: list[Frame]) -> bool:
         """One message per frame (that is the protocol); frames queued before a `subscribe`
-        narrowed the filter are dropped here."""
+        narrowed the filter are dropped here. True: the hub cut this client meanwhile."""
         flt = self.plan.filter
         frames = [f for f in batch if f.seq is None or flt.matches(f)]
         if self.direct is not None:
-            await self.direct.send(ws_encode(frames))
-            return
+            sub = self.session.sub if self.session is not None else None
+            return await send_unless_cut(self.direct, sub, ws_encode(frames))
         for frame in frames:
             await self.ws.send(frame.json)
+        return False
 
     def set_filter(self, flt: Filter) -> None:
         """Applies from the next publish; frames queued before it are re-checked on sending."""
@@ -330,9 +341,9 @@ class WsConnection:
                 try:
                     async with aclosing(session.frames()) as batches:
                         async for batch in batches:
-                            await self.send_batch(batch)
+                            cut = await self.send_batch(batch)
                             del batch
-                            if self.direct is not None and attach(session, self.direct):
+                            if self.direct is not None and (cut or attach(session, self.direct)):
                                 await run_direct(session, self.direct, self.plan.heartbeat_s)
                                 break  # cut, or the socket is gone: frames() ends the session
                 finally:
