@@ -94,10 +94,6 @@ def nothing() -> None:
     pass
 
 
-def always() -> bool:
-    return True
-
-
 def ws_protocol(conn: Any) -> Any:
     """wsproto's Connection of a WebSocket on a Hypercorn HTTP/1.1 connection, else None."""
     stream = getattr(getattr(getattr(conn, "protocol", None), "protocol", None), "stream", None)
@@ -145,7 +141,7 @@ class DirectWriter:
                  "max_backlog", "raw", "stall_s", "wakeup", "writes")
 
     def __init__(self, conn: Any, *, encode: Encoder, max_backlog: int, stall_s: float = 30.0,
-                 is_open: Callable[[], bool] = always) -> None:
+                 is_open: Callable[[], bool] | None = None) -> None:
         self.conn = conn
         self.stall_s = stall_s  # a socket that takes no byte for this long is closed
         self.encode = encode
@@ -213,7 +209,7 @@ class DirectWriter:
 
     def _write(self, chunk: bytes) -> None:
         fd = self.conn.stream.socket.fileno()
-        if fd < 0 or not self.is_open():
+        if fd < 0 or (self.is_open is not None and not self.is_open()):
             self._die()
             return
         try:
@@ -272,7 +268,7 @@ class DirectWriter:
         shielded send: a client that stopped reading must not pin this task)."""
         while (self.raw or self.backlog) and not self.dead:
             if not self.raw:
-                if not self.is_open():
+                if self.is_open is not None and not self.is_open():
                     self._die()
                     return
                 self.raw = self.take_backlog()
