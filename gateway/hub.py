@@ -1,4 +1,4 @@
-"""In-process fan-out: topics by (stream, sport), one bounded inbox per subscriber.
+"""In-process fan-out: topics by (stream, sport), one bounded memory channel per subscriber.
 
 Policy: `publish` never blocks and never awaits. A subscriber whose channel is full is cut
 off (slow consumer): it is removed from every topic, its channel closed, and its transport
@@ -10,7 +10,7 @@ once per (frame, group) and encoded once per group and wire format.
 from __future__ import annotations
 
 import logging
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,71 +26,14 @@ SLOW_CONSUMER = "slow_consumer"
 SHUTDOWN = "shutdown"
 
 
-class Inbox:
-    """A subscriber's bounded queue, with a memory channel's semantics where the hub and the
-    streams use them (`send_nowait` raises WouldBlock when full, `receive` ends with
-    EndOfChannel once closed and drained), in ~200 bytes instead of ~4 KiB: a stream lives
-    for hours and thousands are open at once."""
-
-    __slots__ = ("_closed", "_items", "_max", "_waiter")
-
-    def __init__(self, max_items: int) -> None:
-        self._items: deque[Frame] | None = None  # allocated while something is queued
-        self._max = max_items
-        self._closed = False
-        self._waiter: trio.Event | None = None
-
-    def __len__(self) -> int:
-        return len(self._items) if self._items is not None else 0
-
-    def send_nowait(self, frame: Frame) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError
-        if self._items is None:
-            self._items = deque()
-        elif len(self._items) >= self._max:
-            raise trio.WouldBlock
-        self._items.append(frame)
-        if self._waiter is not None:
-            self._waiter.set()
-
-    def close(self) -> None:
-        self._closed = True
-        if self._waiter is not None:
-            self._waiter.set()
-
-    def receive_nowait(self) -> Frame:
-        items = self._items
-        if items is not None:
-            frame = items.popleft()
-            if not items:
-                self._items = None
-            return frame
-        if self._closed:
-            raise trio.EndOfChannel
-        raise trio.WouldBlock
-
-    async def receive(self) -> Frame:
-        await trio.lowlevel.checkpoint()
-        while True:
-            try:
-                return self.receive_nowait()
-            except trio.WouldBlock:
-                waiter = self._waiter = trio.Event()
-                try:
-                    await waiter.wait()
-                finally:
-                    self._waiter = None
-
-
 class Subscriber:
-    __slots__ = ("cut_reason", "deliver", "group", "inbox", "transport", "wakeup")
+    __slots__ = ("cut_reason", "deliver", "group", "receive", "send", "transport", "wakeup")
 
     def __init__(self, group: Group, buffer: int, transport: str) -> None:
         self.group = group
         self.transport = transport
         self.cut_reason: str | None = None
-        self.inbox = Inbox(buffer)
+        self.send, self.receive = trio.open_memory_channel[Frame](buffer)
         # direct mode: the frames of one publish go to `deliver(frames, encoded)` instead of
         # the channel (`encoded` is shared by the group: bytes by encoder, encoded once); it
         # returns False when the client is too far behind. `wakeup`, when set, is called on a
@@ -200,7 +143,7 @@ class Hub:
             return
         self._all.discard(sub)
         self._leave(sub.group, sub)
-        sub.inbox.close()
+        sub.send.close()
         if sub.wakeup is not None:
             sub.wakeup()
 
@@ -237,7 +180,7 @@ class Hub:
                     continue
                 try:
                     for frame in batch:
-                        sub.inbox.send_nowait(frame)
+                        sub.send.send_nowait(frame)
                 except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                     slow.append(sub)
                 if sub.wakeup is not None:  # its task waits on the client, not the channel

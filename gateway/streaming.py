@@ -139,7 +139,7 @@ class StreamSession:
                 del snap
             assert self.sub is not None
             # the live part is inlined (not a sub-generator): one less object per idle stream
-            sub, receive = self.sub, self.sub.inbox
+            sub, receive = self.sub, self.sub.receive
             self.live = True
             while True:
                 batch, last = await self._next_batch(sub, receive)

@@ -24,7 +24,7 @@ def drain(sub: object) -> list[int | None]:
     out = []
     while True:
         try:
-            out.append(sub.inbox.receive_nowait().seq)  # type: ignore[attr-defined]
+            out.append(sub.receive.receive_nowait().seq)  # type: ignore[attr-defined]
         except (trio.WouldBlock, trio.EndOfChannel):
             return out
 
@@ -96,37 +96,3 @@ async def test_subscribers_with_the_same_request_share_a_group_and_its_encoding(
     for sub in [*subs, other]:
         hub.unsubscribe(sub)
     assert hub.statistics().groups == 0 and not hub._topics and not hub._wildcard
-
-
-async def test_inbox_is_a_bounded_channel() -> None:
-    from gateway.hub import Inbox
-
-    box = Inbox(2)
-    box.send_nowait(drop(1))
-    box.send_nowait(drop(2))
-    try:
-        box.send_nowait(drop(3))
-        raise AssertionError("a full inbox must refuse")
-    except trio.WouldBlock:
-        pass
-    assert len(box) == 2 and box.receive_nowait().seq == 1 and (await box.receive()).seq == 2
-    got: list[int | None] = []
-    async with trio.open_nursery() as nursery:
-        async def reader() -> None:
-            got.append((await box.receive()).seq)
-            try:
-                await box.receive()
-            except trio.EndOfChannel:
-                got.append(None)
-
-        nursery.start_soon(reader)
-        await trio.sleep(0.01)
-        box.send_nowait(drop(4))  # wakes the waiting reader
-        await trio.sleep(0.01)
-        box.close()
-    assert got == [4, None] and len(box) == 0
-    try:
-        box.send_nowait(drop(5))
-        raise AssertionError("a closed inbox must refuse")
-    except trio.ClosedResourceError:
-        pass

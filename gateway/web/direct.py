@@ -325,7 +325,7 @@ def attach(session: StreamSession, writer: DirectWriter) -> bool:
     sub = session.sub
     if not session.live or sub is None or sub.cut_reason is not None or writer.dead:
         return False
-    if len(sub.inbox):
+    if sub.receive.statistics().current_buffer_used:
         return False
     writer.after = session.cursor
     writer.resume_direct()
