@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import logging
 import signal
@@ -175,6 +176,9 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 
             nursery.start_soon(on_signals)
             url = await nursery.start(server)
+            # the process's own objects from startup (modules, app, config: ~60k) live until exit:
+            # out of every full GC pass, which otherwise stops the loop ~15 ms longer each time
+            gc.freeze()
             _banner(url, demo_key, config)
 
     trio.run(run)
