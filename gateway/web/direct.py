@@ -307,7 +307,7 @@ class DirectWriter:
 async def send_unless_cut(writer: DirectWriter, sub: Subscriber | None, data: bytes) -> bool:
     """`writer.send(data)` before a stream is live (first frames, snapshot, replay), given up
     if the hub cuts `sub` meanwhile: a client that stopped reading must not pin the task.
-    True: it was cut (end the stream with `run_direct`)."""
+    True: it was cut during the send (end the stream with `run_direct`)."""
     if sub is None:
         await writer.send(data)
         return False
@@ -317,7 +317,8 @@ async def send_unless_cut(writer: DirectWriter, sub: Subscriber | None, data: by
             await writer.send(data)
         finally:
             sub.wakeup = None
-    return sub.cut_reason is not None
+    # a cut before the send is not ours to handle: the session yields the final frame itself
+    return scope.cancelled_caught
 
 
 def attach(session: StreamSession, writer: DirectWriter) -> bool:
