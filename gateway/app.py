@@ -52,6 +52,10 @@ class Gateway:
     webhooks: WebhookWorker | None = None  # webhook delivery (issue 7); set by serve()
     shutting_down: bool = False
     stopped: trio.Event = field(default_factory=trio.Event)
+    # live SSE streams that left Hypercorn (web/detached.py) run here; set by serve()
+    detached: trio.Nursery | None = None
+    detached_open: int = 0
+    detached_gone: trio.Event = field(default_factory=trio.Event)
 
 
 def current_gateway() -> Gateway:
@@ -185,8 +189,13 @@ async def serve(
 
                 await hypercorn_serve(StreamsApp(gw, app), hc, shutdown_trigger=shutdown_trigger,  # type: ignore[arg-type]
                                       task_status=task_status)
+                with trio.move_on_after(config.server.graceful_timeout_s):  # detached streams' final frames
+                    while gw.detached_open:
+                        gw.detached_gone = trio.Event()
+                        await gw.detached_gone.wait()
                 nursery.cancel_scope.cancel()  # hypercorn has drained: stop feeds and writer
 
+            gw.detached = nursery
             await nursery.start(gw.writer.run)
             await nursery.start(gw.webhooks.run)  # webhooks (issue 7)
             nursery.start_soon(_prune_forever, gw)

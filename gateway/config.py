@@ -56,6 +56,7 @@ class StreamsConfig:
     recent_drops: int = 200
     direct_writes: bool = True  # SSE and WS: the publisher writes to sockets itself (see web/direct.py)
     direct_backlog_bytes: int = 4 * 1024 * 1024  # unsent bytes before a client is cut as slow
+    detach_live_streams: bool = True  # live SSE streams leave Hypercorn's per-connection machinery
     write_stall_timeout_s: float = 30.0  # a stream whose socket takes no byte for this long is closed
 
 

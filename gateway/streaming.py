@@ -4,7 +4,7 @@ Resume without gap or duplicate: replay from the store up to its head without ho
 subscription (no buffer pressure however long the replay), then subscribe, replay once
 more what committed meanwhile, and from then on drop live frames with ids already sent.
 Both SSE and WebSocket consume `StreamSession.frames()`, which yields lists of frames so
-transports can write everything queued in one send.
+transports can write everything queued in one send (an empty list marks the switch to live).
 """
 
 from __future__ import annotations
@@ -141,6 +141,7 @@ class StreamSession:
             # the live part is inlined (not a sub-generator): one less object per idle stream
             sub, receive = self.sub, self.sub.receive
             self.live = True
+            yield []  # the switch to live: a transport may hand the subscriber to a direct writer now
             while True:
                 batch, last = await self._next_batch(sub, receive)
                 if batch:

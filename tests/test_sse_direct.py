@@ -214,3 +214,39 @@ async def test_a_client_that_takes_nothing_during_a_replay_is_closed_after_the_s
             got = await read_until(sock, None, 5)
             sock.close()
     assert b'"connected"' in got
+
+
+async def test_a_live_stream_leaves_hypercorn_and_keeps_every_promise(tmp_path: Any) -> None:
+    """detached.py: once live, the stream runs on its own descriptor and task: frames, heartbeats,
+    valid chunked framing, the client leaving noticed (slot released), the body ended on shutdown."""
+    from gateway import testing
+
+    with trio.fail_after(30):
+        async with testing.open_gateway(testing.gateway_config(tmp_path)) as gw:
+            await gw.push_quotes([quote(-100, book=f"b{i}") for i in range(5)])
+            host, port = gw.base_url.removeprefix("http://").split(":")
+            socks = []
+            for _ in range(2):
+                sock = socket.socket()
+                sock.connect((host, int(port)))
+                sock.sendall(f"GET /v1/odds-drop/basketball_nba?apiKey={gw.key}&threshold=1&heartbeat_s=1 "
+                             "HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                sock.setblocking(False)
+                socks.append(sock)
+            heads = [await read_until(s, b'"connected"', 5) for s in socks]
+            with trio.fail_after(5):
+                while gw.gateway.detached_open < 2:  # noqa: ASYNC110 - polling a counter
+                    await trio.sleep(0.02)
+            await gw.push_quotes([quote(-120, book=f"b{i}") for i in range(5)])
+            got = heads[0] + await read_until(socks[0], b'"heartbeat"', 5)
+            socks[1].close()  # the client leaves: noticed by the detached task's read
+            with trio.fail_after(5):
+                while gw.gateway.detached_open > 1 or len(gw.gateway.hub) > 1:  # noqa: ASYNC110
+                    await trio.sleep(0.02)
+            assert sum(gw.gateway.caps.active.values()) == 1
+        rest = await read_until(socks[0], None, 5)  # shutdown: the final frame, then the last chunk
+        socks[0].close()
+    body = dechunk((got + rest).split(b"\r\n\r\n", 1)[1])  # strict: ends with the last chunk
+    frames = events(body)
+    assert [f["new"] for f in frames if f["type"] == "odds_drop"] == [-120] * 5
+    assert frames[-1]["type"] == "stream_status" and frames[-1]["status"] == "closing"

@@ -5,7 +5,7 @@ Quart. Every parameter is validated before the stream starts (400 naming it).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -58,10 +58,13 @@ def common_params(gw: Gateway, p: Params, last_event_header: str | None, *,
 
 
 async def sse_body(gw: Gateway, plan: StreamPlan, *, named: bool, conn: Any, chunked: bool,
-                   idle: Idle | None = None) -> AsyncGenerator[bytes, None]:
+                   idle: Idle | None = None,
+                   handover: Callable[[StreamSession, DirectWriter], bool] | None = None,
+                   ) -> AsyncGenerator[bytes, None]:
     """The bytes of one SSE stream: what the session yields until it is live, then (if `conn`
     is a plain HTTP/1.x connection) direct writes by the publisher, this task left with
-    heartbeats, whatever the socket could not take at once and the end (`run_direct`)."""
+    heartbeats, whatever the socket could not take at once and the end (`run_direct`), or
+    `handover` takes the stream off this request (detached.py)."""
     session = StreamSession(gw, plan, idle)
     retry = sse_retry(gw.config.streams.retry_ms)
     writer = None if conn is None else DirectWriter(conn, encode=sse_encoder(named, chunked=chunked),
@@ -71,7 +74,9 @@ async def sse_body(gw: Gateway, plan: StreamPlan, *, named: bool, conn: Any, chu
         async with aclosing(session.frames()) as batches:
             first = True
             async for batch in batches:
-                if first or writer is None:  # the first bytes go with the headers, through Hypercorn
+                if not batch:
+                    pass  # the session went live: see below
+                elif first or writer is None:  # the first bytes go with the headers, through Hypercorn
                     data = b"".join(f.sse(named) for f in batch)
                     del batch
                     yield retry + data if first else data
@@ -81,7 +86,8 @@ async def sse_body(gw: Gateway, plan: StreamPlan, *, named: bool, conn: Any, chu
                     await run_direct(session, writer, plan.heartbeat_s)
                     return
                 if writer is not None and attach(session, writer):  # from now on the publisher writes
-                    await run_direct(session, writer, plan.heartbeat_s)
+                    if handover is None or not handover(session, writer):  # detached.py, else here
+                        await run_direct(session, writer, plan.heartbeat_s)
                     return
     finally:
         session.close()

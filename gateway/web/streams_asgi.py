@@ -23,8 +23,10 @@ from urllib.parse import parse_qs
 from ..app import Gateway
 from ..auth import ApiKey
 from ..core.frames import dumps
+from ..streaming import StreamSession
 from .common import ApiError, key_from, resolve_key
-from .direct import CURRENT_CONNECTION, plain_socket_fd
+from .detached import detach
+from .direct import CURRENT_CONNECTION, DirectWriter, plain_socket_fd
 from .errors import access_log, cors_headers
 from .sse import SSE_HEADERS, acquire_slot, drops_plan, odds_plan, pbp_plan, sse_body
 
@@ -99,6 +101,7 @@ class StreamsApp:
             await _send_error(send, exc, rid, extra)
             access_log(client, "GET", full_path, exc.status, started, key_name, rid)
             return
+        handed_over = False  # the stream left this request (detached.py): it releases the slot
         try:
             access_log(client, "GET", full_path, 200, started, key_name, rid)
             http = scope.get("http_version", "1.1")
@@ -111,13 +114,23 @@ class StreamsApp:
             async def idle() -> bool:  # only http.disconnect can arrive on a GET's receive()
                 return bool((await receive())["type"] == "http.disconnect")
 
-            body = sse_body(gw, plan, named=named, conn=conn, chunked=http == "1.1", idle=idle)
+            chunked, handed_over = http == "1.1", False
+
+            def handover(session: StreamSession, writer: DirectWriter) -> bool:
+                nonlocal handed_over
+                handed_over = detach(gw, conn, session, writer, slot, chunked=chunked)
+                return handed_over
+
+            body = sse_body(gw, plan, named=named, conn=conn, chunked=chunked, idle=idle,
+                            handover=handover if gw.config.streams.detach_live_streams else None)
             async with aclosing(body) as chunks:
                 async for chunk in chunks:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not handed_over:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            slot.release()
+            if not handed_over:
+                slot.release()
 
 
 async def _send_error(send: Send, exc: ApiError, rid: str, extra: dict[str, str]) -> None:

@@ -313,6 +313,8 @@ class WsConnection:
         narrowed the filter are dropped here. True: the hub cut this client meanwhile."""
         flt = self.plan.filter
         frames = [f for f in batch if f.seq is None or flt.matches(f)]
+        if not frames:
+            return False
         if self.direct is not None:
             sub = self.session.sub if self.session is not None else None
             return await send_unless_cut(self.direct, sub, ws_encode(frames))
