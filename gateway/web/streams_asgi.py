@@ -114,7 +114,7 @@ class StreamsApp:
             async def idle() -> bool:  # only http.disconnect can arrive on a GET's receive()
                 return bool((await receive())["type"] == "http.disconnect")
 
-            chunked, handed_over = http == "1.1", False
+            chunked = http == "1.1"
 
             def handover(session: StreamSession, writer: DirectWriter) -> bool:
                 nonlocal handed_over
