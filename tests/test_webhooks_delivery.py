@@ -262,6 +262,35 @@ async def test_auto_disabled_after_5_failed_deliveries(nursery: trio.Nursery, tm
     assert r.json()["disabled_reason"] is None
 
 
+async def test_a_delivery_finished_during_a_due_read_is_not_sent_again(
+        gateway: Running, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The due query reads a snapshot; an attempt recorded while it runs must not look pending."""
+    due_deliveries = worker.q.due_deliveries
+
+    def slow_due(conn: Any, **kw: Any) -> Any:
+        rows = due_deliveries(conn, **kw)
+        time.sleep(0.3)  # in a worker thread: the snapshot ages while attempts finish
+        return rows
+
+    monkeypatch.setattr(worker.q, "due_deliveries", slow_due)
+    receiver.script = [("sleep", 0.15)]  # the first POST is still in flight when the next pass reads
+    key, ingest = gateway.key("business"), gateway.key(scopes=("ingest",))
+    with trio.fail_after(8):
+        async with gateway.client() as c:
+            hook = await create_hook(c, key, receiver.url)
+            await push(c, ingest, [quote(-110)])
+            await push(c, ingest, [quote(-120)])
+            await receiver.wait_for(1)
+            await push(c, ingest, [quote(-110)])  # wakes a pass whose snapshot still has drop 1 pending
+            await receiver.wait_for(2)
+            await settled(c, key, hook["id"])
+            await trio.sleep(0.8)  # long enough for a stale pass to have sent drop 1 again
+            rows = await settled(c, key, hook["id"])
+    ids = [r.headers["x-gateway-delivery-id"] for r in receiver.requests]
+    assert len(ids) == len(set(ids)) == 2
+    assert sorted(r["attempts"] for r in rows) == [1, 1]
+
+
 async def test_filters_decide_what_is_delivered(gateway: Running, receiver: Receiver) -> None:
     key, ingest = gateway.key("business"), gateway.key(scopes=("ingest",))
     nhl = {"sport": "icehockey_nhl", "event": "2026-05-12_Rangers_Bruins"}

@@ -119,6 +119,7 @@ class WebhookWorker:
         self._limiter = trio.CapacityLimiter(concurrency or CONCURRENCY)
         self._per_hook: dict[int, int] = {}  # webhook id -> attempts in flight
         self._in_flight: set[str] = set()
+        self._finished: set[str] = set()  # ids whose attempt ended since the current due read began
         self._matchers: dict[tuple[int, int, int], Matcher] = {}
         self._wake = trio.Event()
         self._persisted_at = 0.0
@@ -213,12 +214,16 @@ class WebhookWorker:
         """Start a task per due delivery; return how long the loop may sleep."""
         now = self.clock()
         if len(self._in_flight) < MAX_IN_FLIGHT:
+            # The read is a snapshot: an attempt recorded while it runs still looks pending in
+            # it, so ids that finished meanwhile are skipped (their wake brings another pass).
+            self._finished.clear()
             # in-flight rows are still pending, so ask for twice the per-webhook share
             due = await self.store.read(partial(q.due_deliveries, now=now, per_webhook=2 * PER_WEBHOOK_CONCURRENCY,
                                                 limit=MAX_IN_FLIGHT + len(self._in_flight)))
             for d in due:
                 busy = self._per_hook.get(d.webhook_id, 0)
-                if d.id in self._in_flight or busy >= PER_WEBHOOK_CONCURRENCY or len(self._in_flight) >= MAX_IN_FLIGHT:
+                if (d.id in self._in_flight or d.id in self._finished or busy >= PER_WEBHOOK_CONCURRENCY
+                        or len(self._in_flight) >= MAX_IN_FLIGHT):
                     continue
                 self._in_flight.add(d.id)
                 self._per_hook[d.webhook_id] = busy + 1
@@ -254,6 +259,7 @@ class WebhookWorker:
             logger.exception("webhooks: delivery %s could not be recorded", due.id)
         finally:
             self._in_flight.discard(due.id)
+            self._finished.add(due.id)
             left = self._per_hook.pop(due.webhook_id, 1) - 1
             if left > 0:
                 self._per_hook[due.webhook_id] = left
