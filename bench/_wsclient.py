@@ -152,6 +152,8 @@ def run_client(conn: Connection, host: str, port: int, targets: list[tuple[str, 
     latencies = array.array("d")
     ids: set[int] = set()
     window = [float("inf"), float("inf")]  # [t0_ms, t1_ms)
+    rbuf = bytearray(262144)
+    view = memoryview(rbuf)
     stop_at = float("inf")
     pending: deque[_Sock] = deque(_Sock(t) for t in targets)
     retry: list[tuple[float, _Sock]] = []
@@ -336,7 +338,7 @@ def run_client(conn: Connection, host: str, port: int, targets: list[tuple[str, 
                     sel.modify(sock, selectors.EVENT_READ, s)
                     continue
                 try:
-                    data = sock.recv(262144)
+                    data = view[:sock.recv_into(rbuf)]  # into one buffer: recv(256 KiB) costs ~30 us more
                 except (ConnectionResetError, BrokenPipeError) as exc:
                     if s.state == "head":
                         fail(s, type(exc).__name__)

@@ -81,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"py-spy the server for 10 s mid-window (needs {PROFILER}: "
                          "pip install --target /tmp/pyspy py-spy)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (DB, server log)")
+    ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                    help="server on the first CPU, load processes on the others, as side_by_side.py "
+                         "(default: on; the clients stand in for other machines)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a config.toml setting for the server (TOML value), e.g. "
+                         "--set database.checkpoint_interval_s=0.25")
     add_quiet_args(ap)
     args = ap.parse_args(argv)
     wait_quiet(args)
@@ -89,7 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     print_machine()
     per_client = math.ceil(args.subscribers / max(1, args.clients))
     nofile = raise_nofile(max(4096, args.subscribers * 2 + 1024))
-    server = start_server(keep_tmp=args.keep)
+    all_cpus = os.sched_getaffinity(0)
+    pin = args.pin and len(all_cpus) >= 2
+    if pin:  # inherited by the server and everything it spawns
+        os.sched_setaffinity(0, {min(all_cpus)})
+    try:
+        server = start_server(_overrides(args.set), keep_tmp=args.keep)
+    finally:
+        if pin:  # the load generator and client processes are forked from here
+            os.sched_setaffinity(0, all_cpus - {min(all_cpus)})
+    args.pinned = pin
     procs: list[mp.process.BaseProcess] = []
     try:
         return _run(args, sports, server, per_client, nofile, procs)
@@ -184,6 +199,17 @@ def _run(args: argparse.Namespace, sports: list[str], server: Server, per_client
     return 0
 
 
+def _overrides(items: list[str]) -> dict[tuple[str, str], str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        section, dot, key = name.partition(".")
+        if not (sep and dot and section and key):
+            raise SystemExit(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        out[(section, key)] = value
+    return out
+
+
 def _merge(dicts: list[dict[Any, int]]) -> dict[Any, int]:
     out: dict[Any, int] = {}
     for d in dicts:
@@ -197,13 +223,16 @@ def _report(args: argparse.Namespace, sports: list[str], lg: dict[str, Any], res
             rss_after: int, fds: int, cuts: int, connected: int) -> None:
     dur = args.duration
     lat: list[float] = []
+    lat_recv: list[float] = []
     ids: set[int] = set()
     for r in results:
         lat.extend(latencies_of(r))
+        lat_recv.extend(latencies_of(r, "latencies_recv"))
         ids.update(r["ids"])
     post = latencies_of({"latencies": lg["post_ms"]})
     pq = percentiles(post, (50, 99))
     lq = percentiles(lat, (50, 90, 99, 100))
+    lr = percentiles(lat_recv, (50, 99))
     deliveries = sum(r["drops_window"] for r in results)
     writes = sum(r["writes_window"] for r in results)
     subs_per_sport = args.subscribers / len(sports)
@@ -211,6 +240,7 @@ def _report(args: argparse.Namespace, sports: list[str], lg: dict[str, Any], res
     rows: list[tuple[str, object]] = [
         ("subscribers (connected)", f"{args.subscribers} ({connected}) over {len(sports)} sports, "
                                     f"{args.clients} client processes"),
+        ("pinned (server CPU / load CPUs)", "yes" if args.pinned else "no"),
         ("price changes/s target", args.rate),
         ("price changes/s achieved", lg["sent"] / dur),
         ("ingest requests/s", lg["requests"] / dur),
@@ -226,6 +256,7 @@ def _report(args: argparse.Namespace, sports: list[str], lg: dict[str, Any], res
         ("latency p90 ms", lq[90]),
         ("latency p99 ms", lq[99]),
         ("latency max ms", lq[100]),
+        ("latency at each recv(), client's own queue included, p50 / p99 ms", f"{lr[50]:.1f} / {lr[99]:.1f}"),
         ("server CPU % (process tree)", cpu["server"]),
         ("server RSS MiB before / after window", f"{rss_before / 1024:.0f} / {rss_after / 1024:.0f}"),
         ("server open fds", fds),
