@@ -6,6 +6,7 @@ Pure: standard library only. Times are unix milliseconds (ints) passed in by cal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 GAME_MARKETS = ("h2h", "spreads", "totals")
 OUTCOMES = ("home", "away", "draw", "over", "under")
@@ -81,9 +82,11 @@ class Play:
     status: str = "in_progress"  # in_progress | halftime | final ...
 
 
-@dataclass(frozen=True, slots=True)
-class Drop:
-    """A price move of one outcome from `prev` to `new` (American odds)."""
+class Drop(NamedTuple):
+    """A price move of one outcome from `prev` to `new` (American odds).
+
+    A NamedTuple, not a frozen dataclass: the detector makes one per price change, and a
+    frozen dataclass's __init__ (one object.__setattr__ per field) cost 1.8 us of ~4.3."""
 
     quote: Quote
     prev: int
