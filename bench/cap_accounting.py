@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import start_server
+from _common import open_fds, rss_kib, start_server
 
 HOST = "127.0.0.1"
 KINDS = ("full", "mid_headers", "before_first_byte", "after_status", "ws")
@@ -74,6 +74,7 @@ def main() -> None:
     server = start_server({("tiers.enterprise", "max_connections"): "100000"})
     try:
         key = server.create_key("cap-cycles")
+        rss_before, fds_before = rss_kib(server.pid), open_fds(server.pid)
         started = time.monotonic()
         with mp.Pool(args.procs) as pool:
             per = args.cycles // args.procs
@@ -88,6 +89,7 @@ def main() -> None:
             if open_streams == 0:
                 break
             time.sleep(0.05)
+        rss_after, fds_after = rss_kib(server.pid), open_fds(server.pid)
         one = server.create_key("cap-one", tier="business")
         status, _ = server.get("/v1/sports", one)
     finally:
@@ -95,6 +97,9 @@ def main() -> None:
         server.cleanup()
     print(f"cycles: {sum(total.values())} in {elapsed:.1f} s ({sum(total.values()) / elapsed:.0f}/s) by kind: {total}")
     print(f"open streams afterwards (all keys): {open_streams:.0f}   a fresh key still works: {status == 200}")
+    print(f"server RSS before / after the cycles: {rss_before / 1024:.1f} / {rss_after / 1024:.1f} MiB "
+          f"({(rss_after - rss_before) * 1024 / max(1, sum(total.values())):.0f} B per cycle); "
+          f"open fds {fds_before} / {fds_after}")
     if open_streams != 0:
         raise SystemExit(1)
 

@@ -112,7 +112,7 @@ def _all_quotes(board: Board) -> list[Quote]:
 
 
 def create_app(gw: Gateway) -> QuartTrio:
-    from .web import dashboard, direct, errors, ingest, rest, session, webhooks, ws
+    from .web import dashboard, direct, errors, ingest, prompt_close, rest, session, webhooks, ws
 
     app = QuartTrio("gateway")
     app.config["GATEWAY"] = gw
@@ -120,6 +120,7 @@ def create_app(gw: Gateway) -> QuartTrio:
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None
     app.config["MAX_CONTENT_LENGTH"] = gw.config.server.max_body_bytes
     errors.install(app)
+    prompt_close.install()
     if gw.config.streams.direct_writes:
         direct.install()
     for module in (rest, ingest, ws, session, dashboard, webhooks):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import trio
@@ -27,6 +29,42 @@ async def test_metrics_exposes_streams_and_ingest(gateway: Running) -> None:
     assert 'gateway_stream_connections_by_tier{tier="enterprise"} 1.0' in text
     assert "gateway_drops_total 1.0" in text and "gateway_ingest_rows_total" in text
     assert "gateway_writer_batch_seconds_bucket" in text and 'source="push"' in text
+
+
+def _tasks(task: trio.lowlevel.Task | None = None) -> int:
+    task = task or trio.lowlevel.current_root_task()
+    assert task is not None
+    return 1 + sum(_tasks(child) for nursery in task.child_nurseries for child in nursery.child_tasks)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+async def test_a_client_that_closes_is_let_go_at_once(gateway: Running) -> None:
+    """Hypercorn kept a connection with no request in progress until keep_alive_timeout
+    (75 s) even after its client had closed it (its tasks, and for a client that sent
+    nothing or left a stream after its status line, its socket): a client connecting in a
+    loop could exhaust descriptors."""
+    url = urlsplit(gateway.url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+
+    def descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    stream_request = f"GET /v1/sse/odds/basketball_nba?apiKey={gateway.key()} HTTP/1.1\r\nHost: x\r\n\r\n"
+    fds, tasks = descriptors(), _tasks()
+    with trio.fail_after(10):
+        for i in range(40):
+            stream = await trio.open_tcp_stream(host, port)
+            if i % 4 == 1:  # cut in the middle of the request line
+                await stream.send_all(b"GET /v1/spo")
+            elif i % 4 == 2:  # a whole request, answered, then the client closes the idle connection
+                await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert (await stream.receive_some(4096)).startswith(b"HTTP/1.1 200")
+            elif i % 4 == 3:  # a stream left right after its status line
+                await stream.send_all(stream_request.encode())
+                assert (await stream.receive_some(12)).startswith(b"HTTP/1.1 2")
+            await stream.aclose()  # i % 4 == 0: connected, sent nothing
+        while descriptors() > fds or _tasks() > tasks:  # noqa: ASYNC110 - polling the process state
+            await trio.sleep(0.05)
 
 
 async def test_graceful_shutdown_ends_streams_with_a_final_frame(nursery: trio.Nursery, tmp_path: Path) -> None:
