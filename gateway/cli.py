@@ -176,13 +176,24 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 
             nursery.start_soon(on_signals)
             url = await nursery.start(server)
-            # the process's own objects from startup (modules, app, config: ~60k) live until exit:
-            # out of every full GC pass, which otherwise stops the loop ~15 ms longer each time
-            gc.freeze()
+            tune_gc(config)
             _banner(url, demo_key, config)
 
     trio.run(run)
     return 0
+
+
+def tune_gc(config: Config) -> None:
+    """For a serving process only (it changes the whole interpreter)."""
+    # the process's own objects from startup (modules, app, config: ~60k) live until exit:
+    # out of every full GC pass, which otherwise stops the loop ~15 ms longer each time
+    gc.freeze()
+    # A full pass walks every stream's objects (0.6-0.8 s at 10,000 streams) and, by CPython's
+    # default, comes as soon as objects that live a few seconds (each heartbeat's sleep) add up
+    # to a quarter of the old generation: every ~3 s there. Fewer full passes; the cost is
+    # cyclic garbage (a closed connection's objects) kept longer (bench/RESULTS.md section 10).
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, config.server.gc_full_pass_every)
 
 
 def _banner(url: str, demo_key: str | None, config: Config) -> None:

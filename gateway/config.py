@@ -33,6 +33,8 @@ class ServerConfig:
     session_secret: str = ""  # empty: a random secret kept in the database
     session_ttl_s: int = 12 * 3600
     graceful_timeout_s: float = 1.0
+    # `gateway serve` only: young-generation GC passes between two full ones (CPython: 10)
+    gc_full_pass_every: int = 1000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,6 +221,7 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
     _check(not both, f"[books] listed as both per_market and game_line: {', '.join(sorted(both))}")
     _check(cfg.database.checkpoint_interval_s > 0, "[database] checkpoint_interval_s must be > 0")
     _check(0 <= cfg.server.port <= 65535, "[server] port must be between 0 and 65535")
+    _check(cfg.server.gc_full_pass_every >= 1, "[server] gc_full_pass_every must be >= 1")
     return cfg
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from pathlib import Path
@@ -10,7 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 import trio
 
-from gateway.cli import main
+from gateway.cli import main, tune_gc
+from gateway.config import load_config
 
 from .conftest import Running, make_config, start_gateway
 from .helpers import next_of, push, quote, sse_events
@@ -118,8 +120,21 @@ def test_cli_config_errors_name_the_key(tmp_path: Path, capsys: pytest.CaptureFi
     bad.write_text('[[feeds]]\ntype = "carrier_pigeon"\n')
     assert main(["check-config", "--config", str(bad)]) == 2
     assert "carrier_pigeon" in capsys.readouterr().err
+    bad.write_text("[server]\ngc_full_pass_every = 0\n")
+    assert main(["check-config", "--config", str(bad)]) == 2
+    assert "[server] gc_full_pass_every must be >= 1" in capsys.readouterr().err
     shipped = Path(__file__).resolve().parent.parent / "config.toml"
     assert main(["check-config", "--config", str(shipped)]) == 0
+
+
+def test_serve_spaces_out_full_gc_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # not in the test process
+    before = gc.get_threshold()
+    try:
+        tune_gc(load_config(Path(__file__).resolve().parent.parent / "config.toml"))
+        assert gc.get_threshold() == (before[0], before[1], 1000)
+    finally:
+        gc.set_threshold(*before)
 
 
 async def test_rest_rate_limit_per_key(gateway: Running) -> None:
