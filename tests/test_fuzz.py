@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.testing import SyncGatewayHandle, run_gateway
+from gateway.testing import SyncGatewayHandle, gateway_config, run_gateway
 
 FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -36,8 +36,12 @@ junk = st.one_of(st.text(max_size=30), st.integers(-10**20, 10**20).map(str), st
 
 
 @pytest.fixture(scope="module")
-def gw() -> Iterator[SyncGatewayHandle]:
-    with run_gateway() as handle:
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncGatewayHandle]:
+    # a rate limit this suite cannot reach: it checks answers to bad input, not the limiter
+    config = gateway_config(tmp_path_factory.mktemp("fuzz"), **{
+        "tiers": {"enterprise": {"max_connections": 1000, "pbp_sse": True, "odds_streams": True,
+                                 "requests_per_minute": 10_000_000}}})
+    with run_gateway(config) as handle:
         handle.move("e1", "pinnacle", "h2h", "home", -110, -120)
         yield handle
 
