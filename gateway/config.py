@@ -35,6 +35,9 @@ class ServerConfig:
     graceful_timeout_s: float = 1.0
     # `gateway serve` only: young-generation GC passes between two full ones (CPython: 10)
     gc_full_pass_every: int = 1000
+    header_timeout_s: float = 10.0  # a request head must arrive within this long (else the connection closes)
+    body_timeout_s: float = 30.0  # a request body that stalls this long gets 408 and the connection closes
+    max_pending_connections: int = 512  # connections without a whole request; past it the oldest is closed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,6 +225,9 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
     _check(cfg.database.checkpoint_interval_s > 0, "[database] checkpoint_interval_s must be > 0")
     _check(0 <= cfg.server.port <= 65535, "[server] port must be between 0 and 65535")
     _check(cfg.server.gc_full_pass_every >= 1, "[server] gc_full_pass_every must be >= 1")
+    _check(cfg.server.header_timeout_s > 0, "[server] header_timeout_s must be > 0")
+    _check(cfg.server.body_timeout_s > 0, "[server] body_timeout_s must be > 0")
+    _check(cfg.server.max_pending_connections >= 1, "[server] max_pending_connections must be >= 1")
     return cfg
 
 

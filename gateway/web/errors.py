@@ -11,6 +11,7 @@ from quart import Response, g, jsonify, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from ..writer import StoreUnavailable
 from .common import ApiError
 
 logger = logging.getLogger("gateway.access")
@@ -84,6 +85,11 @@ def install(app: QuartTrio) -> None:
     @app.errorhandler(ApiError)
     async def api_error(exc: ApiError) -> Response:
         return _error_response(exc)
+
+    @app.errorhandler(StoreUnavailable)
+    async def store_unavailable(exc: StoreUnavailable) -> Response:  # a 200 always means stored
+        return _error_response(ApiError(503, "store_unavailable", f"nothing of this request was stored: {exc.reason}; "
+                                        "retry later", headers={"Retry-After": "5"}, retry_after_seconds=5))
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

@@ -68,7 +68,6 @@ class StreamsApp:
     def __init__(self, gw: Gateway, app: Any) -> None:
         self.gw = gw
         self.app = app
-        self.config = app.config  # Hypercorn-level helpers (ws_liveness) read the app's config here
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, *rest: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":

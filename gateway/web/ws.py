@@ -25,7 +25,7 @@ Decisions:
   `server.cors_origins` is an allow-list (then others close 1008).
 - The end of a stream: slow consumer -> the final error frame, then 4008; shutdown -> the
   `stream_status` closing frame, then 1001; a server error -> 1011. A client that stops
-  answering transport pings for `streams.ws_idle_timeout_s` gets 1011 (ws_liveness.py).
+  answering transport pings for `streams.ws_idle_timeout_s` gets 1011 (hypercorn_patches.py).
 - `{"type":"resume","last_event_id":N}` ends the current session and starts a new one from
   N (same no-gap/no-duplicate replay as on connect). Its first frame is a new `connected`
   with `resumed_from: N`; frames that arrive before it belong to the old session.
@@ -50,7 +50,6 @@ from ..hub import SHUTDOWN, SLOW_CONSUMER
 from ..sessions import COOKIE_NAME
 from ..streaming import StreamPlan, StreamSession, odds_snapshot
 from ..writer import wall_ms
-from . import ws_liveness
 from .common import ApiError, key_from, require_stream_tier, resolve_key
 from .direct import (
     CURRENT_CONNECTION,
@@ -72,13 +71,6 @@ logger = logging.getLogger(__name__)
 
 SUBPROTOCOL_PREFIX = "apikey."
 CLOSE_LINGER_S = 2.0
-
-
-@bp.record_once
-def _install_liveness(state: Any) -> None:
-    gw: Gateway = state.app.config["GATEWAY"]
-    state.app.config[ws_liveness.CONFIG_KEY] = gw.config.streams.ws_idle_timeout_s
-    ws_liveness.install()
 
 
 class Reject(Exception):
