@@ -21,7 +21,17 @@ import pytest
 import trio
 
 from .conftest import Running
-from .processes import raw, read_until_closed, reset, server_process, wait_for, ws_frame, ws_handshake
+from .helpers import quote
+from .processes import (
+    ServerProcess,
+    raw,
+    read_until_closed,
+    reset,
+    server_process,
+    wait_for,
+    ws_frame,
+    ws_handshake,
+)
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
 
@@ -176,3 +186,39 @@ def test_running_out_of_descriptors_logs_a_line_a_second(tmp_path: Path) -> None
         lines = [line for line in log.splitlines() if "accept returned" in line]
         assert 1 <= len(lines) <= 5, lines
         assert "Traceback" not in log
+
+
+def _fill_log(srv: ServerProcess, frames: int) -> None:
+    """`frames` odds frames in the stream log, through ingest (prices alternate on 100 rows)."""
+    key = srv.key("filler", scopes=("ingest",))
+    with httpx.Client(base_url=srv.url, timeout=60, headers={"X-API-Key": key}) as c:
+        for start in range(0, frames, 5000):
+            rows = [quote(-110 - 20 * ((start + i) // 100 % 2), event=f"e{(start + i) % 100}")
+                    for i in range(5000)]
+            assert c.post("/v1/ingest/odds", json=rows).status_code == 200
+
+
+def test_abandoned_replays_stop_at_once(tmp_path: Path) -> None:
+    """Resume from id 1 on a long log, read the first bytes, leave: the replay ran on over the
+    whole log (here 1.3 s of CPU and +71 MiB kept per client for 200k frames; 51 s of CPU for
+    209k frames on a slower host) and held the stream slot meanwhile. Now each stops within
+    a page, and the slot comes back at once."""
+    solo = {"max_connections": 1, "pbp_sse": True, "odds_streams": True, "requests_per_minute": 6000}
+    with server_process(tmp_path, tiers={"solo": solo}) as srv:
+        _fill_log(srv, 100_000)  # 100k odds frames and 100k drops
+        key = srv.key("resumer", tier="solo")
+        request = f"GET /v1/odds-drop/all?apiKey={key}&last_event_id=1 HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        cpu, rss = srv.cpu_s(), srv.rss_kib()
+        for _ in range(5):  # each resume gets the slot of the one before back within 2 s
+            deadline = time.monotonic() + 2
+            while True:
+                s = raw(srv.port, request)
+                if s.recv(100).startswith(b"HTTP/1.1 200"):
+                    break
+                s.close()
+                assert time.monotonic() < deadline, "the slot of a replay whose client left was not released"
+                time.sleep(0.05)
+            s.close()
+        time.sleep(1.0)
+        assert srv.cpu_s() - cpu < 1.0, "the server worked on for clients that had left"
+        assert srv.rss_kib() - rss < 20 * 1024

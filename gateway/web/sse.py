@@ -58,18 +58,22 @@ def common_params(gw: Gateway, p: Params, last_event_header: str | None, *,
 
 
 async def sse_body(gw: Gateway, plan: StreamPlan, *, named: bool, conn: Any, chunked: bool,
-                   idle: Idle | None = None,
+                   idle: Idle | None = None, left: Callable[[], bool] | None = None,
                    handover: Callable[[StreamSession, DirectWriter], bool] | None = None,
                    ) -> AsyncGenerator[bytes, None]:
     """The bytes of one SSE stream: what the session yields until it is live, then (if `conn`
     is a plain HTTP/1.x connection) direct writes by the publisher, this task left with
     heartbeats, whatever the socket could not take at once and the end (`run_direct`), or
     `handover` takes the stream off this request (detached.py)."""
-    session = StreamSession(gw, plan, idle)
     retry = sse_retry(gw.config.streams.retry_ms)
     writer = None if conn is None else DirectWriter(conn, encode=sse_encoder(named, chunked=chunked),
                                                     max_backlog=gw.config.streams.direct_backlog_bytes,
                                                     stall_s=gw.config.streams.write_stall_timeout_s)
+
+    def gone() -> bool:  # checked between replay pages: a client that left stops its replay at once
+        return (writer is not None and writer.dead) or (left is not None and left())
+
+    session = StreamSession(gw, plan, idle, gone)
     try:
         async with aclosing(session.frames()) as batches:
             first = True

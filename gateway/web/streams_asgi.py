@@ -20,6 +20,8 @@ from contextlib import aclosing
 from typing import Any
 from urllib.parse import parse_qs
 
+import trio
+
 from ..app import Gateway
 from ..auth import ApiKey
 from ..core.frames import dumps
@@ -113,6 +115,16 @@ class StreamsApp:
             async def idle() -> bool:  # only http.disconnect can arrive on a GET's receive()
                 return bool((await receive())["type"] == "http.disconnect")
 
+            inbox: Any = getattr(receive, "__self__", None)  # Hypercorn's queue to the app (hypercorn_patches.py)
+
+            def left() -> bool:  # without waiting: has http.disconnect arrived?
+                try:
+                    while True:
+                        if inbox.receive_nowait()["type"] == "http.disconnect":
+                            return True
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    return False
+
             chunked = http == "1.1"
 
             def handover(session: StreamSession, writer: DirectWriter) -> bool:
@@ -121,6 +133,7 @@ class StreamsApp:
                 return handed_over
 
             body = sse_body(gw, plan, named=named, conn=conn, chunked=chunked, idle=idle,
+                            left=left if isinstance(inbox, trio.MemoryReceiveChannel) else None,
                             handover=handover if gw.config.streams.detach_live_streams else None)
             async with aclosing(body) as chunks:
                 async for chunk in chunks:
