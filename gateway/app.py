@@ -28,6 +28,7 @@ from .core.drops import DropDetector
 from .core.model import Quote
 from .feeds.runner import run_feeds
 from .hub import SHUTDOWN, Hub
+from .key_watch import watch_keys
 from .store import Store, max_seq, prune_log
 from .universe import Universe
 from .web.hypercorn_patches import Limits
@@ -235,6 +236,7 @@ async def serve(
             await nursery.start(gw.webhooks.run)  # webhooks (issue 7)
             nursery.start_soon(_prune_forever, gw)
             nursery.start_soon(_checkpoint_forever, gw)
+            nursery.start_soon(watch_keys, gw)
             if feeds:
                 nursery.start_soon(run_feeds, config, gw.writer)
             urls = await nursery.start(http)

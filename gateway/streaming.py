@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .auth import KEY_REVOKED, TIER_REQUIRED
 from .core.board import Board, RowKey
 from .core.filters import Filter
 from .core.frames import Frame
@@ -69,6 +70,13 @@ def reset_frame(reason: str) -> Frame:
 
 
 def final_frame(reason: str) -> Frame:
+    if reason == KEY_REVOKED:
+        return Frame.control({"type": "error", "error": KEY_REVOKED,
+                              "message": "this API key was revoked; the stream is closed", "timestamp": wall_ms()})
+    if reason == TIER_REQUIRED:
+        return Frame.control({"type": "error", "error": TIER_REQUIRED,
+                              "message": "this API key's tier no longer includes this stream; it is closed",
+                              "timestamp": wall_ms()})
     if reason == SLOW_CONSUMER:
         return Frame.control({"type": "error", "error": "slow_consumer",
                               "message": "this client fell too far behind and was cut off; reconnect "
@@ -92,6 +100,7 @@ class StreamSession:
         self.idle = idle
         self.left = left  # a quick check that the client has gone (between replay pages)
         self.gone = False  # the client went away (seen by `idle` or `left`)
+        self.ended: str | None = None  # ended by the server (`end`): a revoked key, a tier without it
         self.sub: Subscriber | None = None
         self.live = False  # snapshot/replay done; frames now come from the hub only
         self.cursor = 0  # highest id sent; live frames at or below it were replayed already
@@ -99,6 +108,13 @@ class StreamSession:
     def close(self) -> None:
         if self.sub is not None:
             self.gw.hub.unsubscribe(self.sub)
+
+    def end(self, reason: str) -> None:
+        """End the stream from outside (no await): live, the hub cuts it and its task sends
+        the final frame; in a replay, the replay stops and the final frame follows."""
+        self.ended = reason
+        if self.sub is not None:
+            self.gw.hub.cut(self.sub, reason)
 
     async def resume_problem(self, last_id: int) -> str | None:
         if last_id > self.gw.writer.last_seq:
@@ -126,7 +142,7 @@ class StreamSession:
     def client_left(self) -> bool:
         if self.left is not None and self.left():
             self.gone = True
-        return self.gone
+        return self.gone or self.ended is not None
 
     async def frames(self) -> AsyncGenerator[list[Frame], None]:
         plan, hub = self.plan, self.gw.hub
@@ -147,6 +163,9 @@ class StreamSession:
                 async with aclosing(self._replay()) as chunks:
                     async for chunk in chunks:
                         yield chunk
+                if self.ended is not None:
+                    yield [final_frame(self.ended)]
+                    return
                 if self.gone:
                     return
                 self.sub = hub.subscribe(plan.streams, plan.sports, plan.filter, transport=plan.transport)

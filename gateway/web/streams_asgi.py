@@ -97,7 +97,7 @@ class StreamsApp:
             api_key: ApiKey = await resolve_key(gw, key_from(headers, Args(params)))
             key_name = api_key.name
             plan, named = plan_fn(gw, api_key, sport_key, params, headers.get("last-event-id"))
-            slot = acquire_slot(gw, api_key)
+            slot = acquire_slot(gw, api_key, plan)
         except ApiError as exc:
             await _send_error(send, exc, rid, extra)
             access_log(client, "GET", full_path, exc.status, started, key_name, rid)
@@ -132,7 +132,7 @@ class StreamsApp:
                 handed_over = detach(gw, conn, session, writer, slot, chunked=chunked)
                 return handed_over
 
-            body = sse_body(gw, plan, named=named, conn=conn, chunked=chunked, idle=idle,
+            body = sse_body(gw, plan, slot, named=named, conn=conn, chunked=chunked, idle=idle,
                             left=left if isinstance(inbox, trio.MemoryReceiveChannel) else None,
                             handover=handover if gw.config.streams.detach_live_streams else None)
             async with aclosing(body) as chunks:

@@ -43,7 +43,7 @@ import trio
 from quart import Blueprint, websocket
 
 from ..app import Gateway, current_gateway
-from ..auth import ApiKey
+from ..auth import KEY_REVOKED, TIER_REQUIRED, ApiKey
 from ..core.filters import Filter, ParamError, bool_param, csv, int_param, one, parse_filter, parse_sports
 from ..core.frames import DROP, ODDS, PBP, Frame, dumps, ws_text_frame
 from ..hub import SHUTDOWN, SLOW_CONSUMER
@@ -129,7 +129,7 @@ async def serve_socket(sport_key: str, *, live: bool) -> None:
         api_key, how = await authorise(gw, ws, proto_key, live=live)
         spec = build_spec(gw, ws, api_key, how, sport_key, live)
         limit = gw.config.tiers[api_key.tier].max_connections
-        slot = gw.caps.try_acquire(api_key.id, limit, api_key.tier)
+        slot = gw.caps.try_acquire(api_key.id, limit, api_key.tier, needs="odds")
         if slot is None:
             raise Reject(4002, "connection_cap", f"this key already holds {limit} concurrent streams (tier "
                          f"{api_key.tier}); close one or upgrade", limit=limit)
@@ -140,7 +140,9 @@ async def serve_socket(sport_key: str, *, live: bool) -> None:
         return
     code, reason = 1011, "server error"
     try:
-        code, reason = await WsConnection(gw, ws, spec).run()
+        conn = WsConnection(gw, ws, spec)
+        slot.on_end = conn.end  # a revoked key ends the stream (key_watch.py)
+        code, reason = await conn.run()
     except Exception:
         logger.exception("WebSocket %s failed", ws.path)
     finally:
@@ -269,6 +271,13 @@ class WsConnection:
         self.scope: trio.CancelScope | None = None
         self.resume_to: int | None = None
         self.direct = direct_writer(gw, ws)
+        self.ended: str | None = None
+
+    def end(self, reason: str) -> None:
+        """Ended by the server (a revoked key, a tier without this stream): final frame, 4001."""
+        self.ended = reason
+        if self.session is not None:
+            self.session.end(reason)
 
     def _plan(self, flt: Filter, last_id: int | None, bad: bool, resumed_from: int | None = None) -> StreamPlan:
         s = self.spec
@@ -330,6 +339,8 @@ class WsConnection:
     async def writer(self) -> tuple[int, str]:
         while True:
             session = self.session = StreamSession(self.gw, self.plan)
+            if self.ended is not None:
+                session.end(self.ended)
             with trio.CancelScope() as scope:
                 self.scope = scope
                 try:
@@ -347,7 +358,9 @@ class WsConnection:
                 break
             last_id, self.resume_to = self.resume_to, None
             self.plan = self._plan(self.plan.filter, last_id, False, resumed_from=last_id)
-        reason = session.sub.cut_reason if session.sub is not None else None
+        reason = session.ended or (session.sub.cut_reason if session.sub is not None else None)
+        if reason in (KEY_REVOKED, TIER_REQUIRED):
+            return 4001, f"{reason}: this key may no longer hold this stream"
         if reason == SLOW_CONSUMER:
             return 4008, "slow consumer: reconnect with last_event_id to resume"
         if reason == SHUTDOWN:
