@@ -222,3 +222,25 @@ def test_abandoned_replays_stop_at_once(tmp_path: Path) -> None:
         time.sleep(1.0)
         assert srv.cpu_s() - cpu < 1.0, "the server worked on for clients that had left"
         assert srv.rss_kib() - rss < 20 * 1024
+
+
+def test_a_refused_body_closes_its_connection(tmp_path: Path) -> None:
+    """After a 413 (or a 401 before the body was read) the connection was neither answered
+    nor closed while the client went on sending: now the answer comes, then the close."""
+    with server_process(tmp_path) as srv:
+        key = srv.key("feeder", scopes=("ingest",))
+        for head in (f"X-API-Key: {key}\r\nContent-Length: 99999999", "Content-Length: 1000"):
+            s = raw(srv.port, f"POST /v1/ingest/odds HTTP/1.1\r\nHost: x\r\n{head}\r\n\r\n0123456789".encode())
+            started = time.monotonic()
+            answer = read_until_closed(s, timeout=10)
+            assert answer.split(b" ", 2)[1] in (b"413", b"401"), answer[:100]
+            assert time.monotonic() - started < 3
+
+
+def test_a_websocket_to_an_unknown_path_gets_404(tmp_path: Path) -> None:
+    with server_process(tmp_path) as srv:
+        s = raw(srv.port, ws_handshake("/ws/nowhere"))
+        answer = read_until_closed(s, timeout=5)
+        assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "not_found"
+        assert "Not within a request context" not in srv.log_text()

@@ -11,7 +11,9 @@ patch below is small, wraps the original where it can, and says why it exists:
   stops the whole server: Hypercorn issue 203, a `BusyResourceError` anyone could
   trigger with a truncated POST and a FIN).
 - `TCPServer._close`: its `send_eof` ran without the send lock while another task could be
-  writing the response (the `BusyResourceError` above); it now takes the lock.
+  writing the response (the `BusyResourceError` above), and unshielded, so a close started
+  by the app's task after a response to a request whose body had not all come (a 401 or 413)
+  was cancelled with the app and never happened; now it takes the lock and is shielded.
 - `TCPServer._read_data`: bounded time for what a client owes: a request head must arrive
   within `header_timeout_s` of the first byte (of a connection or a request), a body must
   not stall for `body_timeout_s` (408 with the JSON envelope, then close). Once the read
@@ -53,6 +55,7 @@ import trio
 logger = logging.getLogger("gateway.web")
 
 CURRENT_CONNECTION: contextvars.ContextVar[Any] = contextvars.ContextVar("gateway_tcp_connection", default=None)
+LINGER_S = 1.0  # after our FIN, how long a close waits for the client's
 PENDING_GRACE_S = 1.0  # a pending connection younger than this is never evicted (connect storms)
 CLOSE_PING_TIMEOUT = 1011
 
@@ -148,17 +151,28 @@ def _patch_tcp_server(cls: Any, h11: Any, h11_protocol: Any, closed: Any, raw_da
 
     async def _close(self: Any) -> None:
         # Hypercorn's send_eof ran unlocked: a response being written meanwhile raised
-        # BusyResourceError (trio's send_eof checkpoints inside its conflict detector)
-        lock = self.send_lock
-        if lock.statistics().owner is not trio.lowlevel.current_task():
-            with trio.move_on_after(1.0) as waited:
-                await lock.acquire()
-            if not waited.cancelled_caught:
-                try:
-                    await _eof(self)
-                finally:
-                    lock.release()
-        await self.stream.aclose()
+        # BusyResourceError (trio's send_eof checkpoints inside its conflict detector). And
+        # it ran unshielded: when the app's task closed the connection after a response to a
+        # request whose body had not all come (a 401 or 413 before reading it), the app's own
+        # cancellation aborted the close, and the connection stayed open for ever.
+        with trio.CancelScope(shield=True):
+            lock = self.send_lock
+            if lock.statistics().owner is not trio.lowlevel.current_task():
+                with trio.move_on_after(1.0) as waited:
+                    await lock.acquire()
+                if not waited.cancelled_caught:
+                    try:
+                        await _eof(self)
+                    finally:
+                        lock.release()
+                # a lingering close: a client still sending a body it was refused (413) reads
+                # the answer before our close turns what it sends next into a reset
+                with trio.move_on_after(LINGER_S):
+                    await _read_done(self).wait()
+            with trio.move_on_after(1.0) as closing:
+                await self.stream.aclose()
+            if closing.cancelled_caught:
+                _abort(self)
 
     async def _read_data(self: Any) -> None:
         limits = limits_of(self)
@@ -180,6 +194,7 @@ def _patch_tcp_server(cls: Any, h11: Any, h11_protocol: Any, closed: Any, raw_da
                 _track(limits, self, h11)
         await self.protocol.handle(closed())
         self.gw_read_done = True
+        _read_done(self).set()
         idle = getattr(self, "idle_task", None)
         if idle is not None:
             await idle.stop()
@@ -204,6 +219,13 @@ def _patch_tcp_server(cls: Any, h11: Any, h11_protocol: Any, closed: Any, raw_da
                 await self.protocol.handle(closed())
 
     cls.run, cls._close, cls._read_data, cls.protocol_send = run, _close, _read_data, protocol_send
+
+
+def _read_done(server: Any) -> trio.Event:
+    event: trio.Event | None = getattr(server, "gw_read_event", None)
+    if event is None:
+        event = server.gw_read_event = trio.Event()
+    return event
 
 
 async def _eof(server: Any) -> None:
