@@ -58,6 +58,8 @@ class StreamsConfig:
     ws_heartbeat_s: int = 30
     ws_ping_interval_s: float = 10.0
     ws_idle_timeout_s: float = 30.0
+    ws_messages_per_s: float = 20.0  # client messages per WebSocket; past the budget: bad_message, close 1008
+    ws_message_burst: float = 60.0
     recent_drops: int = 200
     direct_writes: bool = True  # SSE and WS: the publisher writes to sockets itself (see web/direct.py)
     direct_backlog_bytes: int = 4 * 1024 * 1024  # unsent bytes before a client is cut as slow
@@ -219,6 +221,8 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
     _check(1 <= s.heartbeat_s <= 30, "[streams] heartbeat_s must be between 1 and 30")
     _check(s.write_stall_timeout_s > 0, "[streams] write_stall_timeout_s must be > 0")
     _check(s.subscriber_buffer >= 16, "[streams] subscriber_buffer must be >= 16")
+    _check(s.ws_messages_per_s > 0, "[streams] ws_messages_per_s must be > 0")
+    _check(s.ws_message_burst >= 10, "[streams] ws_message_burst must be >= 10 (a snapshot counts 10)")
     _check(cfg.demo.tier in cfg.tiers, f"[demo] tier: unknown tier {cfg.demo.tier!r}")
     both = set(cfg.books.per_market) & set(cfg.books.game_line)
     _check(not both, f"[books] listed as both per_market and game_line: {', '.join(sorted(both))}")

@@ -44,6 +44,7 @@ from quart import Blueprint, websocket
 
 from ..app import Gateway, current_gateway
 from ..auth import KEY_REVOKED, TIER_REQUIRED, ApiKey
+from ..core.budget import TokenBucket
 from ..core.filters import Filter, ParamError, bool_param, csv, int_param, one, parse_filter, parse_sports
 from ..core.frames import DROP, ODDS, PBP, Frame, dumps, ws_text_frame
 from ..hub import SHUTDOWN, SLOW_CONSUMER
@@ -226,6 +227,15 @@ def build_spec(gw: Gateway, ws: Any, api_key: ApiKey, auth: str, sport_key: str,
                 streams)
 
 
+EXPENSIVE = 10  # what a message that builds a snapshot or starts a replay counts in the budget
+
+
+def message_cost(msg: dict[str, Any] | None) -> int:
+    if msg is not None and (msg["type"] == "resume" or (msg["type"] == "subscribe" and msg.get("snapshot") is True)):
+        return EXPENSIVE
+    return 1
+
+
 LIVE_TYPES = {"odds_update": ODDS, "pbp_event": PBP, "odds_drop": DROP}
 
 
@@ -272,6 +282,8 @@ class WsConnection:
         self.resume_to: int | None = None
         self.direct = direct_writer(gw, ws)
         self.ended: str | None = None
+        self.nursery: trio.Nursery | None = None
+        self.closing: tuple[int, str] | None = None  # set by the reader to close the socket
 
     def end(self, reason: str) -> None:
         """Ended by the server (a revoked key, a tier without this stream): final frame, 4001."""
@@ -330,11 +342,13 @@ class WsConnection:
             self.gw.hub.set_filter(self.session.sub, flt)
 
     async def run(self) -> tuple[int, str]:
+        result = (1011, "server error")
         async with trio.open_nursery() as nursery:
+            self.nursery = nursery
             nursery.start_soon(self.reader)  # always drain inbound messages (field notes, pitfall 13)
             result = await self.writer()
             nursery.cancel_scope.cancel()
-        return result
+        return self.closing or result
 
     async def writer(self) -> tuple[int, str]:
         while True:
@@ -368,10 +382,27 @@ class WsConnection:
         return 1011, "stream ended unexpectedly"
 
     async def reader(self) -> None:
+        cfg = self.gw.config.streams
+        budget = TokenBucket(cfg.ws_messages_per_s, cfg.ws_message_burst, trio.current_time())
         while True:
             raw = await self.ws.receive()
             try:
-                await self.dispatch(parse_message(raw))
+                msg = parse_message(raw)
+            except BadMessage as exc:
+                msg, error = None, exc.message
+            if not budget.take(message_cost(msg), trio.current_time()):
+                await self.send({"type": "error", "error": "bad_message", "timestamp": wall_ms(),
+                                 "message": f"too many messages: at most {cfg.ws_messages_per_s:g} a second "
+                                            f"(bursts of {cfg.ws_message_burst:g}; a snapshot or resume counts "
+                                            f"{EXPENSIVE})"})
+                self.closing = (1008, "message budget exceeded")
+                assert self.nursery is not None
+                self.nursery.cancel_scope.cancel()
+                return
+            try:
+                if msg is None:
+                    raise BadMessage(error)
+                await self.dispatch(msg)
             except BadMessage as exc:
                 await self.send({"type": "error", "error": "bad_message", "message": exc.message,
                                  "timestamp": wall_ms()})
