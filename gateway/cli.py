@@ -133,7 +133,9 @@ def _keys(args: argparse.Namespace, config: Config) -> int:
 def _serve(args: argparse.Namespace, config: Config) -> int:
     from .app import Gateway, serve
     from .config import FeedConfig
+    from .tls import tls_files
 
+    tls_files(config)  # a missing or bad cert/key: one line, exit 2, before anything is touched
     feeds = not getattr(args, "no_feeds", False)
     if args.command == "replay":
         from .feeds.runner import set_replay_progress
