@@ -264,3 +264,24 @@ def test_unreadable_key_is_a_one_line_start_up_error(tmp_path: Path, certs: Cert
     certs.key_pem.chmod(0)
     done = _serve(tmp_path, {"tls_cert": str(certs.cert_pem), "tls_key": str(certs.key_pem)})
     assert done.returncode == 2 and "is not readable by this user" in done.stderr, done
+
+
+def test_unreadable_file_message(tmp_path: Path, certs: Certs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same check as above, where the suite runs as root (the file system cannot refuse
+    root): `open` refuses as it would for another user."""
+    import builtins
+
+    from gateway import tls
+    from gateway.config import ConfigError
+
+    real_open = builtins.open
+
+    def refusing(path: Any, *args: Any, **kw: Any) -> Any:
+        if str(path) == str(certs.key_pem):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(builtins, "open", refusing)
+    config = make_config(tmp_path, server={"tls_cert": str(certs.cert_pem), "tls_key": str(certs.key_pem)})
+    with pytest.raises(ConfigError, match=r"tls_key: .*server.key is not readable by this user"):
+        tls.tls_files(config)
