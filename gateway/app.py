@@ -112,7 +112,7 @@ def _all_quotes(board: Board) -> list[Quote]:
 
 
 def create_app(gw: Gateway) -> QuartTrio:
-    from .web import dashboard, direct, errors, ingest, prompt_close, rest, session, webhooks, ws
+    from .web import apidocs, dashboard, direct, errors, ingest, prompt_close, rest, session, webhooks, ws
 
     app = QuartTrio("gateway")
     app.config["GATEWAY"] = gw
@@ -123,7 +123,7 @@ def create_app(gw: Gateway) -> QuartTrio:
     prompt_close.install()
     if gw.config.streams.direct_writes:
         direct.install()
-    for module in (rest, ingest, ws, session, dashboard, webhooks):
+    for module in (rest, ingest, ws, session, dashboard, webhooks, apidocs):
         app.register_blueprint(module.bp)
     return app
 
