@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
+from trio_websocket import open_websocket_url
 
 from .conftest import Running
 from .helpers import next_of, push, quote, sse_events
@@ -119,15 +120,21 @@ def test_dashboard_is_a_grafana_dashboard_over_a_datasource_variable() -> None:
 
 
 async def test_every_metric_the_dashboard_uses_is_exported(gateway: Running) -> None:
+    """Scraped with a WebSocket and an SSE stream open and a drop made, so that every family
+    the dashboard charts has samples (source age needs a source, connections a stream)."""
     key, ingest = gateway.key(), gateway.key(scopes=("ingest",))
+    ws_url = gateway.url.replace("http", "ws") + f"/ws/odds/basketball_nba?apiKey={key}"
     with trio.fail_after(15):
-        async with gateway.client() as c:
-            await push(c, ingest, [quote(-110)])
-            await push(c, ingest, [quote(-130)])
+        async with gateway.client() as c, open_websocket_url(ws_url) as ws:
+            assert json.loads(await ws.get_message())["type"] == "connected"
+            for price in (-110, -130):
+                await push(c, ingest, [quote(price, event="grafana")])
             async with c.stream("GET", "/v1/odds-drop/all", params={"apiKey": key}) as resp:
                 await next_of(sse_events(resp), "connected")
-                text = (await c.get("/metrics")).text
-    exported = {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+                families = list(text_string_to_metric_families((await c.get("/metrics")).text))
+    exported = {s.name for family in families for s in family.samples}
+    transports = {s.labels["transport"] for f in families if f.name == "gateway_stream_connections" for s in f.samples}
+    assert transports == {"sse", "ws"}
     used = set().union(*map(_metric_names, _queries()))
     assert used and used - exported == set(), sorted(used - exported)
     assert {"process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds"} <= exported
