@@ -11,20 +11,22 @@
   the old `-wal`/`-shm` (a stale WAL would be replayed onto the restored file), and moves
   the stream-log id sequence past the replaced database's last id, so no resume id is ever
   issued twice (clients holding an id newer than the copy resume after it, from the new ids).
+- `db export TABLE` prints a table's rows (JSON lines or CSV) from one read snapshot.
 - `db stats` prints size per table (the `dbstat` virtual table; without it, the database's
   page counts only), rows, the resume window (oldest id, the oldest Last-Event-ID still
   accepted) and the stream log's growth at its rate over the last 10 minutes, per day and
   at `retention_hours`.
 
-`backup` and `db stats` only read, through a read-only connection of their own: they work
+`backup` and `db stats|export` only read, through a read-only connection of their own: they work
 beside a running gateway and take no owner lock. sqlite-utils (a declared dependency) does
-the table listing, counts and index lookups here: cold paths, where it is simpler; the hot
+the table listing, counts, index lookups and row export here: cold paths, where it is simpler; the hot
 path (store.py) stays on plain sqlite3.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import fcntl
 import json
 import os
@@ -34,7 +36,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import quote
 
 import sqlite_utils
@@ -195,7 +197,7 @@ def restore(backup_file: Path, db_path: str) -> RestoreResult:
                     "UPDATE sqlite_sequence SET seq = ? WHERE name = 'stream_log'", (old_last,)).rowcount:
                 conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('stream_log', ?)", (old_last,))
             conn.execute("INSERT INTO meta (key, value) VALUES ('restored', ?) ON CONFLICT(key) DO UPDATE "
-                         "SET value = excluded.value", (json.dumps({"from": str(backup_file), "copy_last_id":
+                         "SET value = excluded.value", (json.dumps({"from": str(backup_file.absolute()), "copy_last_id":
                                                                    copy_last, "replaced_last_id": old_last,
                                                                    "at_ms": int(time.time() * 1000)}),))
         finally:
@@ -347,6 +349,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     ds = db.add_subparsers(dest="db_command", required=True)
     st = ds.add_parser("stats", parents=[common], help="size per table, rows, resume window, growth (read-only)")
     st.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    ex = ds.add_parser("export", parents=[common], help="print a table's rows as JSON lines or CSV (read-only)")
+    ex.add_argument("table")
+    ex.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -360,8 +365,35 @@ def run(args: argparse.Namespace, config: Config) -> int:
         kept = f"; the replaced database is kept as {r.kept}" if r.kept else ""
         print(f"restored {args.file} to {r.path}: its last event id is {r.last_event_id}, the next id will be "
               f"{r.next_event_id}{kept}")
+    elif args.db_command == "export":
+        export(db_path, args.table, args.format, sys.stdout)
     else:
         s = stats(db_path, retention_hours=config.database.retention_hours)
         print(json.dumps(asdict(s), indent=2) if args.json else format_stats(s))
     sys.stdout.flush()
     return 0
+
+
+def export(db_path: str, table: str, fmt: str, out: TextIO) -> int:
+    """Every row of `table`, in one read snapshot; returns the number of rows written."""
+    conn = open_readonly(db_path)
+    try:
+        db = sqlite_utils.Database(conn)
+        names = db.table_names()
+        if table not in names:
+            raise StoreError(f"no table {table!r}; tables: {', '.join(sorted(names))}")
+        conn.execute("BEGIN")
+        n = 0
+        columns = list(db[table].columns_dict)  # type: ignore[union-attr]
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n") if fmt == "csv" else None
+        if writer is not None:
+            writer.writeheader()
+        for row in db[table].rows:  # type: ignore[union-attr]
+            if writer is not None:
+                writer.writerow(row)
+            else:
+                out.write(json.dumps(row) + "\n")
+            n += 1
+        return n
+    finally:
+        conn.close()

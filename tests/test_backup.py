@@ -233,3 +233,20 @@ def test_in_use_sees_an_open_connection(tmp_path: Path, with_shm: bool) -> None:
         holder.kill()
         holder.wait()
     assert not in_use(str(db))
+
+
+def test_db_export_prints_a_table_from_a_read_only_snapshot(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    con = sqlite3.connect(db)
+    con.executescript("CREATE TABLE books (key TEXT PRIMARY KEY, title TEXT, coverage TEXT);"
+                      "INSERT INTO books VALUES ('pinnacle', 'Pinnacle', 'per_market'), ('fanduel', 'FanDuel, Inc', "
+                      "'game_line');")
+    con.close()
+    lines = cli("db", "export", "books", db=db, cwd=tmp_path)
+    assert lines.returncode == 0 and [json.loads(x)["key"] for x in lines.stdout.splitlines()] == ["pinnacle",
+                                                                                                   "fanduel"]
+    as_csv = cli("db", "export", "books", "--format", "csv", db=db, cwd=tmp_path)
+    assert as_csv.stdout.splitlines() == ["key,title,coverage", "pinnacle,Pinnacle,per_market",
+                                          'fanduel,"FanDuel, Inc",game_line']
+    unknown = cli("db", "export", "nope", db=db, cwd=tmp_path)
+    assert unknown.returncode == 2 and unknown.stderr.strip() == "gateway: no table 'nope'; tables: books"
