@@ -103,7 +103,8 @@ def render_nginx(tmp: Path, *, port: int, upstream_port: int, certs: Certs, read
     site = substitute((DEPLOY / "nginx.conf").read_text(), {
         "server 127.0.0.1:8080;": f"server 127.0.0.1:{upstream_port};",
         "    listen 80;\n    listen [::]:80;": f"    listen 127.0.0.1:{free_port()};",
-        "    listen 443 ssl;\n    listen [::]:443 ssl;": f"    listen 127.0.0.1:{port} ssl;",
+        "    listen 443 ssl http2;": f"    listen 127.0.0.1:{port} ssl http2;",
+        "    listen [::]:443 ssl http2;\n": "",
         "/etc/letsencrypt/live/odds.example.com/fullchain.pem": str(certs.cert_pem),
         "/etc/letsencrypt/live/odds.example.com/privkey.pem": str(certs.key_pem),
         "proxy_read_timeout 1h;": f"proxy_read_timeout {read_timeout};",

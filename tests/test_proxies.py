@@ -181,12 +181,14 @@ async def _make_drop(c: httpx.AsyncClient, ingest: str, event: str, prev: int, n
         await push(c, ingest, rows)
 
 
-async def test_sse_is_delivered_at_once_and_resumes_by_last_event_id(through: Through) -> None:
+@pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "http2"])
+async def test_sse_is_delivered_at_once_and_resumes_by_last_event_id(through: Through, http2: bool) -> None:
     key = through.gw.key("business")
     with trio.fail_after(30):
-        async with through.client() as c:
+        async with through.client(http2=http2) as c:
             async with c.stream("GET", f"/v1/odds-drop/{SPORT}", params={"apiKey": key, "heartbeat_s": 30}) as resp:
                 assert resp.headers["content-type"].startswith("text/event-stream")
+                assert resp.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
                 events = sse_events(resp)
                 await next_of(events, "connected")
                 await push(c, through.ingest, [quote(-110, event="e1")])
