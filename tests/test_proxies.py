@@ -132,6 +132,21 @@ async def test_trusted_proxy_headers_are_believed(nursery: trio.Nursery, tmp_pat
     assert set(_logged_clients(caplog)) == {"6.6.6.6"}
 
 
+async def test_websocket_liveness_still_applies_behind_the_proxy_wrapper(nursery: trio.Nursery,
+                                                                       tmp_path: Path) -> None:
+    """ws_liveness finds the app's config through the ASGI wrapper trusted_proxies adds: a
+    client that ignores pings is still closed with 1011."""
+    from .test_ws import raw_silent_client
+
+    config = make_config(tmp_path, server={"trusted_proxies": ["127.0.0.1/32"]},
+                         streams={"ws_ping_interval_s": 0.2, "ws_idle_timeout_s": 0.8})
+    gw = await start_gateway(nursery, config)
+    with trio.fail_after(10):
+        code, after = await raw_silent_client(gw.url, gw.key("business"))
+    gw.stop.set()
+    assert code == 1011 and after < 3
+
+
 # ------------------------------------------------------------------- through nginx and Caddy
 
 
