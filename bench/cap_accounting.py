@@ -90,6 +90,10 @@ def main() -> None:
                 break
             time.sleep(0.05)
         rss_after, fds_after = rss_kib(server.pid), open_fds(server.pid)
+        settle = time.monotonic()  # closes linger up to 1 s; anything left after 15 s is a leak
+        while open_fds(server.pid) > fds_before and time.monotonic() - settle < 15:
+            time.sleep(0.1)
+        settled_s, fds_settled, rss_settled = time.monotonic() - settle, open_fds(server.pid), rss_kib(server.pid)
         one = server.create_key("cap-one", tier="business")
         status, _ = server.get("/v1/sports", one)
     finally:
@@ -100,6 +104,7 @@ def main() -> None:
     print(f"server RSS before / after the cycles: {rss_before / 1024:.1f} / {rss_after / 1024:.1f} MiB "
           f"({(rss_after - rss_before) * 1024 / max(1, sum(total.values())):.0f} B per cycle); "
           f"open fds {fds_before} / {fds_after}")
+    print(f"after {settled_s:.1f} s: open fds {fds_settled}, RSS {rss_settled / 1024:.1f} MiB")
     if open_streams != 0:
         raise SystemExit(1)
 

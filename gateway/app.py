@@ -24,11 +24,14 @@ from quart_trio import QuartTrio
 from .auth import ConnectionCaps, KeyCache, RateLimiter
 from .config import Config
 from .core.board import Board
+from .core.drops import DropDetector
 from .core.model import Quote
 from .feeds.runner import run_feeds
 from .hub import SHUTDOWN, Hub
+from .key_watch import watch_keys
 from .store import Store, max_seq, prune_log
 from .universe import Universe
+from .web.hypercorn_patches import Limits
 from .webhooks.worker import WebhookWorker
 from .writer import Writer, wall_ms
 
@@ -56,6 +59,9 @@ class Gateway:
     detached: trio.Nursery | None = None
     detached_open: int = 0
     detached_gone: trio.Event = field(default_factory=trio.Event)
+    # resumes replay one page at a time across the process (streaming.py)
+    replay_slots: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(1))
+    limits: Limits | None = None  # per-server connection limits and their counters (hypercorn_patches.py)
 
 
 def current_gateway() -> Gateway:
@@ -90,8 +96,17 @@ def open_gateway(config: Config, *, clock: Callable[[], int] = wall_ms) -> Gatew
     writer = Writer(store, hub, universe, board=board, next_seq=last + 1,
                     batch_ms=config.streams.writer_batch_ms, max_batch_rows=config.streams.max_batch_rows,
                     clock=clock, stale_after_s=config.sources.stale_after_s)
-    for q in _all_quotes(board):  # baselines survive a restart: no drop is missed or invented
-        writer.detector.observe(q)
+    writer.detector = baselines(board, universe)  # baselines survive a restart: no drop is missed or invented
+
+    async def reload() -> None:  # after a failed commit: the store is the truth
+        def rebuild(conn: sqlite3.Connection) -> tuple[Board, DropDetector, int]:
+            fresh = Board()
+            load_board(conn, fresh)
+            return fresh, baselines(fresh, universe), max_seq(conn)
+
+        writer.resync(*await store.read(rebuild))
+
+    writer.reload = reload
     secret = config.server.session_secret.encode() or store.write_fn_sync(stored_session_secret)
     return Gateway(config=config, store=store, hub=hub, writer=writer, universe=universe, board=board,
                    session_secret=secret)
@@ -107,12 +122,17 @@ def stored_session_secret(conn: sqlite3.Connection) -> bytes:
     return secret
 
 
-def _all_quotes(board: Board) -> list[Quote]:
-    return [q for key in board.row_keys() for q in board.quotes(key)]
+def baselines(board: Board, universe: Universe) -> DropDetector:
+    """A drop detector whose baselines are the board's prices."""
+    detector = DropDetector(universe.coverage)
+    for key in board.row_keys():
+        for q in board.quotes(key):
+            detector.observe(q)
+    return detector
 
 
 def create_app(gw: Gateway) -> QuartTrio:
-    from .web import apidocs, dashboard, direct, errors, ingest, prompt_close, rest, session, webhooks, ws
+    from .web import apidocs, dashboard, errors, hypercorn_patches, ingest, rest, session, webhooks, ws
 
     app = QuartTrio("gateway")
     app.config["GATEWAY"] = gw
@@ -120,9 +140,7 @@ def create_app(gw: Gateway) -> QuartTrio:
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None
     app.config["MAX_CONTENT_LENGTH"] = gw.config.server.max_body_bytes
     errors.install(app)
-    prompt_close.install()
-    if gw.config.streams.direct_writes:
-        direct.install()
+    hypercorn_patches.install()
     for module in (rest, ingest, ws, session, dashboard, webhooks, apidocs):
         app.register_blueprint(module.bp)
     return app
@@ -132,16 +150,29 @@ async def _prune_forever(gw: Gateway) -> None:
     hours = gw.config.database.retention_hours
     while True:
         cutoff = wall_ms() - int(hours * 3600 * 1000)
-        deleted = await gw.store.write_fn(partial(prune_log, before_ms=cutoff))
-        if deleted:
-            logger.info("pruned %d stream-log rows older than %g h", deleted, hours)
+        try:
+            deleted = await gw.store.write_fn(partial(prune_log, before_ms=cutoff))
+        except Exception as exc:  # a full disk or an I/O error: the writer reports it; try again later
+            logger.warning("pruning failed: %s", exc)
+        else:
+            if deleted:
+                logger.info("pruned %d stream-log rows older than %g h", deleted, hours)
         await trio.sleep(gw.config.database.prune_interval_s)
 
 
 async def _checkpoint_forever(gw: Gateway) -> None:
+    failing = False
     while True:
         await trio.sleep(gw.config.database.checkpoint_interval_s)
-        await gw.store.checkpoint()
+        try:
+            await gw.store.checkpoint()
+        except Exception as exc:
+            if not failing:
+                logger.warning("WAL checkpoint failed (retrying every %g s): %s",
+                               gw.config.database.checkpoint_interval_s, exc)
+            failing = True
+        else:
+            failing = False
 
 
 async def serve(
@@ -177,6 +208,10 @@ async def serve(
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.keep_alive_timeout = 75
     hc.websocket_ping_interval = config.streams.ws_ping_interval_s
+    gw.limits = Limits(header_timeout_s=config.server.header_timeout_s, body_timeout_s=config.server.body_timeout_s,
+                       max_pending=config.server.max_pending_connections,
+                       ws_idle_timeout_s=config.streams.ws_idle_timeout_s)
+    hc.gateway = gw.limits  # type: ignore[attr-defined]  # read by the patched server (hypercorn_patches.py)
     if tls is not None:  # https and wss served by Hypercorn (README "TLS without a proxy")
         hc.certfile, hc.keyfile = tls
     stop = shutdown if shutdown is not None else trio.Event()
@@ -207,6 +242,7 @@ async def serve(
             await nursery.start(gw.webhooks.run)  # webhooks (issue 7)
             nursery.start_soon(_prune_forever, gw)
             nursery.start_soon(_checkpoint_forever, gw)
+            nursery.start_soon(watch_keys, gw)
             if feeds:
                 nursery.start_soon(run_feeds, config, gw.writer)
             urls = await nursery.start(http)

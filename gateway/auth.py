@@ -13,7 +13,7 @@ import hmac
 import secrets
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .config import TierConfig
@@ -115,56 +115,105 @@ class KeyCache:
             return False, None
         return True, hit[1]
 
+    def clear(self) -> None:
+        self._entries.clear()
+
     def put(self, digest: str, value: ApiKey | None, now: float) -> None:
         if len(self._entries) > 10_000:
             self._entries.clear()
         self._entries[digest] = (now, value)
 
 
+KEY_REVOKED = "key_revoked"
+TIER_REQUIRED = "tier_required"
+
+
 class Slot:
-    """One held connection under a key's cap. `release` is idempotent."""
+    """One held connection under a key's cap. `release` is idempotent. `end(reason)` ends the
+    stream that holds it (a revoked key, a tier without that stream): its stream sets `on_end`."""
 
-    __slots__ = ("_caps", "key_id", "released", "tier")
+    __slots__ = ("_caps", "key_id", "needs", "on_end", "released", "tier")
 
-    def __init__(self, caps: ConnectionCaps, key_id: int, tier: str) -> None:
+    def __init__(self, caps: ConnectionCaps, key_id: int, tier: str, needs: str) -> None:
         self._caps = caps
         self.key_id = key_id
         self.tier = tier
+        self.needs = needs  # "pbp" (the play-by-play SSE stream) or "odds" (odds, drops, WebSocket)
+        self.on_end: Callable[[str], None] | None = None
         self.released = False
 
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self._caps._release(self.key_id, self.tier)
+            self._caps._release(self)
+
+    def end(self, reason: str) -> None:
+        if self.on_end is not None:
+            self.on_end(reason)
+        self.release()
+
+
+def verdict(slot: Slot, state: tuple[str, bool] | None, tiers: Mapping[str, TierConfig]) -> str | None:
+    """Why the stream holding `slot` must end, given its key's (tier, revoked) now; None: it may go on."""
+    if state is None or state[1]:
+        return KEY_REVOKED
+    tier = tiers.get(state[0])
+    if tier is None or not (tier.pbp_sse if slot.needs == "pbp" else tier.odds_streams):
+        return TIER_REQUIRED
+    return None
+
+
+def key_states(conn: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[str, bool]]:
+    """{key id: (tier, revoked)} for these ids (a deleted key is absent)."""
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(f"SELECT id, tier, revoked_ms IS NOT NULL FROM api_keys WHERE id IN ({marks})", ids)
+    return {r[0]: (r[1], bool(r[2])) for r in rows}
+
+
+def set_tier(conn: sqlite3.Connection, key_or_name: str, tier: str, tiers: Mapping[str, TierConfig]) -> str:
+    """Move an active key (by key or name) to another tier; returns its name."""
+    if tier not in tiers:
+        raise KeyError_(f"unknown tier {tier!r}: use one of {', '.join(tiers)}")
+    row = conn.execute("SELECT id, name FROM api_keys WHERE (key_hash = ? OR name = ?) AND revoked_ms IS NULL",
+                       (hash_key(key_or_name), key_or_name)).fetchone()
+    if row is None:
+        raise KeyError_(f"no active key matches {key_or_name[:8]!r}...")
+    conn.execute("UPDATE api_keys SET tier = ? WHERE id = ?", (tier, row[0]))
+    return str(row[1])
 
 
 class ConnectionCaps:
     """Concurrent SSE+WS connections per key, one count shared by every stream."""
 
     def __init__(self) -> None:
-        self.active: dict[int, int] = {}
+        self.slots: dict[int, set[Slot]] = {}
         self.by_tier: dict[str, int] = {}
         self.rejections = 0
 
-    def try_acquire(self, key_id: int, limit: int, tier: str = "") -> Slot | None:
-        n = self.active.get(key_id, 0)
-        if n >= limit:
+    @property
+    def active(self) -> dict[int, int]:
+        return {key_id: len(held) for key_id, held in self.slots.items()}
+
+    def try_acquire(self, key_id: int, limit: int, tier: str = "", needs: str = "odds") -> Slot | None:
+        held = self.slots.get(key_id)
+        if held is not None and len(held) >= limit:
             self.rejections += 1
             return None
-        self.active[key_id] = n + 1
+        slot = Slot(self, key_id, tier, needs)
+        self.slots.setdefault(key_id, set()).add(slot)
         self.by_tier[tier] = self.by_tier.get(tier, 0) + 1
-        return Slot(self, key_id, tier)
+        return slot
 
-    def _release(self, key_id: int, tier: str) -> None:
-        n = self.active.get(key_id, 0) - 1
-        if n <= 0:
-            self.active.pop(key_id, None)
-        else:
-            self.active[key_id] = n
-        self.by_tier[tier] = max(0, self.by_tier.get(tier, 0) - 1)
+    def _release(self, slot: Slot) -> None:
+        held = self.slots.get(slot.key_id)
+        if held is not None:
+            held.discard(slot)
+            if not held:
+                del self.slots[slot.key_id]
+        self.by_tier[slot.tier] = max(0, self.by_tier.get(slot.tier, 0) - 1)
 
     def count(self, key_id: int) -> int:
-        return self.active.get(key_id, 0)
+        return len(self.slots.get(key_id, ()))
 
 
 class RateLimiter:

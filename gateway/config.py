@@ -36,6 +36,9 @@ class ServerConfig:
     graceful_timeout_s: float = 1.0
     # `gateway serve` only: young-generation GC passes between two full ones (CPython: 10)
     gc_full_pass_every: int = 1000
+    header_timeout_s: float = 10.0  # a request head must arrive within this long (else the connection closes)
+    body_timeout_s: float = 30.0  # a request body that stalls this long gets 408 and the connection closes
+    max_pending_connections: int = 512  # connections without a whole request; past it the oldest is closed
     # self-hosting (README "Behind a reverse proxy", "TLS without a proxy")
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For / -Proto are believed
     tls_cert: str = ""  # PEM certificate (chain); with tls_key, the gateway serves https and wss itself
@@ -60,6 +63,8 @@ class StreamsConfig:
     ws_heartbeat_s: int = 30
     ws_ping_interval_s: float = 10.0
     ws_idle_timeout_s: float = 30.0
+    ws_messages_per_s: float = 20.0  # client messages per WebSocket; past the budget: bad_message, close 1008
+    ws_message_burst: float = 60.0
     recent_drops: int = 200
     direct_writes: bool = True  # SSE and WS: the publisher writes to sockets itself (see web/direct.py)
     direct_backlog_bytes: int = 4 * 1024 * 1024  # unsent bytes before a client is cut as slow
@@ -221,12 +226,17 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
     _check(1 <= s.heartbeat_s <= 30, "[streams] heartbeat_s must be between 1 and 30")
     _check(s.write_stall_timeout_s > 0, "[streams] write_stall_timeout_s must be > 0")
     _check(s.subscriber_buffer >= 16, "[streams] subscriber_buffer must be >= 16")
+    _check(s.ws_messages_per_s > 0, "[streams] ws_messages_per_s must be > 0")
+    _check(s.ws_message_burst >= 10, "[streams] ws_message_burst must be >= 10 (a snapshot counts 10)")
     _check(cfg.demo.tier in cfg.tiers, f"[demo] tier: unknown tier {cfg.demo.tier!r}")
     both = set(cfg.books.per_market) & set(cfg.books.game_line)
     _check(not both, f"[books] listed as both per_market and game_line: {', '.join(sorted(both))}")
     _check(cfg.database.checkpoint_interval_s > 0, "[database] checkpoint_interval_s must be > 0")
     _check(0 <= cfg.server.port <= 65535, "[server] port must be between 0 and 65535")
     _check(cfg.server.gc_full_pass_every >= 1, "[server] gc_full_pass_every must be >= 1")
+    _check(cfg.server.header_timeout_s > 0, "[server] header_timeout_s must be > 0")
+    _check(cfg.server.body_timeout_s > 0, "[server] body_timeout_s must be > 0")
+    _check(cfg.server.max_pending_connections >= 1, "[server] max_pending_connections must be >= 1")
     _check_self_hosting(cfg.server)
     if cfg.server.tls_cert:  # relative to the config file, like the database (store them resolved)
         base = cfg.base_dir

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import trio
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -59,6 +60,33 @@ class GatewayCollector(Collector):
             for row in w.freshness.rows(sport, now, gw.config.sources.stale_after_s):
                 fresh.add_metric([str(row["source"]), sport], float(row["seconds_since_last_event"]))  # type: ignore[arg-type]
         yield fresh
+        yield from _connections(gw)
+
+
+def _connections(gw: Gateway) -> Iterator[Metric]:
+    """What hostile or broken clients cost: tasks, pending connections, cuts (hypercorn_patches.py)."""
+    yield GaugeMetricFamily("gateway_tasks", "Trio tasks in the process", value=_count_tasks())
+    limits = gw.limits
+    if limits is None:
+        return
+    yield GaugeMetricFamily("gateway_pending_connections", "Connections without a whole request yet",
+                            value=len(limits.pending))
+    yield CounterMetricFamily("gateway_pending_connections_evicted", "Oldest pending connections closed at the cap",
+                              value=limits.evicted)
+    yield CounterMetricFamily("gateway_request_timeouts", "Requests whose head or body stalled past its timeout",
+                              value=limits.timed_out)
+    yield CounterMetricFamily("gateway_connection_failures_contained", "Connections closed after an internal error",
+                              value=limits.contained)
+
+
+def _count_tasks() -> int:
+    root = trio.lowlevel.current_root_task()
+    todo, n = ([root] if root is not None else []), 0
+    while todo:
+        task = todo.pop()
+        n += 1
+        todo.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
+    return n
 
 
 def registry_for(gw: Gateway) -> CollectorRegistry:

@@ -104,8 +104,18 @@ def _write(conn: sqlite3.Connection, b: WriteBatch) -> None:
             )
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: SQLite ends some failed ones itself (a full
+    disk, an I/O error), and a ROLLBACK then would raise over the real error."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 class Store:
@@ -154,10 +164,10 @@ class Store:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                rollback(conn)
                 raise
-            conn.execute("COMMIT")
             return result
 
         return await trio.to_thread.run_sync(run, self._writer, limiter=self._write_slot)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .auth import KEY_REVOKED, TIER_REQUIRED
 from .core.board import Board, RowKey
 from .core.filters import Filter
 from .core.frames import Frame
@@ -28,7 +29,7 @@ from .writer import LIVE_WINDOW_MS, wall_ms
 if TYPE_CHECKING:
     from .app import Gateway
 
-REPLAY_CHUNK = 5000
+REPLAY_PAGE = 1000  # frames read and built per step of a replay: memory stays flat whatever the backlog
 MAX_COALESCE = 512  # frames per write; bounds one write's size and latency
 
 
@@ -49,6 +50,16 @@ def frame_from_row(r: LogRow) -> Frame:
     return Frame(seq=r.seq, stream=r.stream, payload=json.loads(r.payload), text=r.payload, live=r.live)
 
 
+def read_frames(conn: Any, after: int, streams: tuple[str, ...], sports: frozenset[str] | None, flt: Filter,
+                limit: int) -> tuple[int | None, list[Frame], bool]:
+    """One page of a replay (in a worker thread): (last id read, the frames that match `flt`,
+    whether the page was full, i.e. more may follow)."""
+    rows = read_log(conn, after=after, streams=streams, sports=sports, limit=limit)
+    if not rows:
+        return None, [], False
+    return rows[-1].seq, [f for f in map(frame_from_row, rows) if flt.matches(f)], len(rows) == limit
+
+
 def heartbeat(connections: int) -> Frame:
     return Frame.control({"type": "heartbeat", "timestamp": wall_ms(), "connections": connections})
 
@@ -59,6 +70,13 @@ def reset_frame(reason: str) -> Frame:
 
 
 def final_frame(reason: str) -> Frame:
+    if reason == KEY_REVOKED:
+        return Frame.control({"type": "error", "error": KEY_REVOKED,
+                              "message": "this API key was revoked; the stream is closed", "timestamp": wall_ms()})
+    if reason == TIER_REQUIRED:
+        return Frame.control({"type": "error", "error": TIER_REQUIRED,
+                              "message": "this API key's tier no longer includes this stream; it is closed",
+                              "timestamp": wall_ms()})
     if reason == SLOW_CONSUMER:
         return Frame.control({"type": "error", "error": "slow_consumer",
                               "message": "this client fell too far behind and was cut off; reconnect "
@@ -75,11 +93,14 @@ Idle = Callable[[], Awaitable[bool]]
 
 
 class StreamSession:
-    def __init__(self, gw: Gateway, plan: StreamPlan, idle: Idle | None = None) -> None:
+    def __init__(self, gw: Gateway, plan: StreamPlan, idle: Idle | None = None,
+                 left: Callable[[], bool] | None = None) -> None:
         self.gw = gw
         self.plan = plan
         self.idle = idle
-        self.gone = False  # the client went away (seen by `idle`)
+        self.left = left  # a quick check that the client has gone (between replay pages)
+        self.gone = False  # the client went away (seen by `idle` or `left`)
+        self.ended: str | None = None  # ended by the server (`end`): a revoked key, a tier without it
         self.sub: Subscriber | None = None
         self.live = False  # snapshot/replay done; frames now come from the hub only
         self.cursor = 0  # highest id sent; live frames at or below it were replayed already
@@ -88,6 +109,13 @@ class StreamSession:
         if self.sub is not None:
             self.gw.hub.unsubscribe(self.sub)
 
+    def end(self, reason: str) -> None:
+        """End the stream from outside (no await): live, the hub cuts it and its task sends
+        the final frame; in a replay, the replay stops and the final frame follows."""
+        self.ended = reason
+        if self.sub is not None:
+            self.gw.hub.cut(self.sub, reason)
+
     async def resume_problem(self, last_id: int) -> str | None:
         if last_id > self.gw.writer.last_seq:
             return "unknown_id"
@@ -95,19 +123,26 @@ class StreamSession:
         return "resume_window_exceeded" if last_id < floor else None
 
     async def _replay(self) -> AsyncGenerator[list[Frame], None]:
-        plan, flt = self.plan, self.plan.filter
-        while True:
-            after = self.cursor
-            rows = await self.gw.store.read(partial(read_log, after=after, streams=plan.streams,
-                                                    sports=plan.sports, limit=REPLAY_CHUNK))
-            if not rows:
-                return
-            self.cursor = rows[-1].seq
-            chunk = [f for f in map(frame_from_row, rows) if flt.matches(f)]
+        """Frames after the cursor, a page at a time. Pages are read and built in a worker
+        thread, one replay at a time across the process (`replay_slots`): resumes share that
+        budget instead of starving live delivery. Stops as soon as the client has left."""
+        plan, gw = self.plan, self.gw
+        more = True
+        while more and not self.client_left():
+            async with gw.replay_slots:
+                last, chunk, more = await gw.store.read(partial(
+                    read_frames, after=self.cursor, streams=plan.streams, sports=plan.sports, flt=plan.filter,
+                    limit=REPLAY_PAGE))
+            if last is not None:
+                self.cursor = last
             if chunk:
                 yield chunk
-            if len(rows) < REPLAY_CHUNK:
-                return
+            del chunk
+
+    def client_left(self) -> bool:
+        if self.left is not None and self.left():
+            self.gone = True
+        return self.gone or self.ended is not None
 
     async def frames(self) -> AsyncGenerator[list[Frame], None]:
         plan, hub = self.plan, self.gw.hub
@@ -128,10 +163,17 @@ class StreamSession:
                 async with aclosing(self._replay()) as chunks:
                     async for chunk in chunks:
                         yield chunk
+                if self.ended is not None:
+                    yield [final_frame(self.ended)]
+                    return
+                if self.gone:
+                    return
                 self.sub = hub.subscribe(plan.streams, plan.sports, plan.filter, transport=plan.transport)
                 async with aclosing(self._replay()) as chunks:  # what committed during the first pass
                     async for chunk in chunks:
                         yield chunk
+                if self.gone:
+                    return
             elif plan.snapshot is not None:
                 snap = await plan.snapshot()
                 if snap is not None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import bisect
 import logging
+import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,10 +33,19 @@ logger = logging.getLogger(__name__)
 BATCH_MS_BUCKETS = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0)
 # an event counts as in play from its start until this long after it (unless a play says final)
 LIVE_WINDOW_MS = 4 * 3600 * 1000
+PROBE_S = 1.0  # while commits fail and nothing queues, try a one-row write this often
 
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class StoreUnavailable(Exception):
+    """The rows of a `submit_and_wait` were not stored: a commit failed (nothing of them is kept)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -44,6 +54,12 @@ class _Item:
     plays: list[Play] = field(default_factory=list)
     source: str = ""
     done: trio.Event | None = None
+    failed: str | None = None  # why its rows were not stored
+
+    def finish(self, failed: str | None = None) -> None:
+        self.failed = failed
+        if self.done is not None:
+            self.done.set()
 
 
 class Writer:
@@ -81,6 +97,11 @@ class Writer:
         self.batch_ms_buckets = [0] * (len(BATCH_MS_BUCKETS) + 1)  # histogram of commit latency
         self.batch_ms_sum = 0.0
         self.on_commit: list[Callable[[list[Frame]], None]] = []
+        # after a failed commit: the in-memory state is rebuilt from the store by this
+        # (set by the app; the store is the truth, the board and baselines follow it)
+        self.reload: Callable[[], Awaitable[None]] | None = None
+        self.failure: str | None = None  # the last commit failed for this reason (cleared by a success)
+        self.failures = 0
         self.recorder: Any = None  # feeds.replay.Recorder when `gateway record` runs
 
     @property
@@ -97,10 +118,14 @@ class Writer:
             await self._send.send(_Item(plays=plays))
 
     async def submit_and_wait(self, quotes: list[Quote], plays: list[Play], *, source: str) -> None:
-        """Queue records and return once they are committed and published."""
-        done = trio.Event()
-        await self._send.send(_Item(quotes=quotes, plays=plays, source=source, done=done))
-        await done.wait()
+        """Queue records and return once they are committed and published; StoreUnavailable
+        if they could not be stored (nothing of them was kept or published)."""
+        item = _Item(quotes=quotes, plays=plays, source=source, done=trio.Event())
+        await self._send.send(item)
+        assert item.done is not None
+        await item.done.wait()
+        if item.failed is not None:
+            raise StoreUnavailable(item.failed)
 
     # -- the task ----------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -108,8 +133,12 @@ class Writer:
         task_status.started()
         try:
             while True:
-                items = [await self._receive.receive()]
-                rows = len(items[0].quotes) + len(items[0].plays)
+                first = await self._next_item()
+                if first is None:  # failed and idle: see whether the store takes writes again
+                    await self._probe()
+                    continue
+                items = [first]
+                rows = len(first.quotes) + len(first.plays)
                 # group commit: what queued while the last batch committed joins this one;
                 # with batch_s > 0, also wait that long for more (fewer, larger transactions)
                 deadline = trio.current_time() + self._batch_s
@@ -129,6 +158,29 @@ class Writer:
         finally:
             self.running = False
 
+    async def _next_item(self) -> _Item | None:
+        """The next queued item; None after PROBE_S of quiet while the store is failing."""
+        if self.failure is None:
+            return await self._receive.receive()
+        with trio.move_on_after(PROBE_S):
+            return await self._receive.receive()
+        return None
+
+    async def _probe(self) -> None:
+        """A one-row write: clears the failure (and /readyz) once the store takes writes again,
+        even when no ingest comes to try."""
+        try:
+            await self.store.write_fn(lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('writer_probe', ?)", (str(self._clock()),)))
+        except Exception as exc:
+            self.failures += 1
+            self.failure = _reason(exc)
+            return
+        logger.warning("writer: the store takes writes again (after %d failed)", self.failures)
+        self.failure, self.failures = None, 0
+        if self.reload is not None:
+            await self.reload()
+
     async def flush(self) -> None:
         """Commit whatever is queued (used at shutdown, after feeds stopped)."""
         items = []
@@ -141,31 +193,72 @@ class Writer:
             await self._commit(items)
 
     async def _commit(self, items: list[_Item]) -> None:
+        """Build, store, then publish. A commit that fails publishes nothing and answers its
+        waiters with the reason; the board and baselines are rebuilt from the store. When the
+        cause may be one row (a value the store refuses), each request is retried alone, so
+        that row never costs another request its place."""
         started = time.perf_counter()
+        error = await self._try(items)
+        if error is None:
+            self._account(started)
+            return
+        await self._recover(error)
+        if len(items) > 1 and not _environmental(error):
+            for item in items:
+                one = await self._try([item])
+                if one is not None:
+                    await self._recover(one)
+                    item.finish(_reason(one))
+            return
+        for item in items:
+            item.finish(_reason(error))
+
+    async def _try(self, items: list[_Item]) -> BaseException | None:
+        """One transaction for `items`; on success publish and answer them."""
         now = self._clock()
-        first_seq = self._next_seq
         batch, frames = self._build(items, now)
         try:
             await self.store.write(batch)
-        except Exception:
-            self._next_seq = first_seq  # nothing was stored: reuse the ids
-            logger.exception("writer: a batch of %d rows failed to commit; it is lost", len(batch))
-            for item in items:
-                if item.done is not None:
-                    item.done.set()
-            return
+        except Exception as exc:
+            return exc
+        if self.failure is not None:
+            logger.warning("writer: commits succeed again (after %d failed)", self.failures)
+            self.failure, self.failures = None, 0
         self.hub.publish(frames)
         for hook in self.on_commit:
             hook(frames)
         for item in items:
-            if item.done is not None:
-                item.done.set()
+            item.finish()
         self.rows_committed += len(batch)
-        self.batches += 1
         self.drops_published += sum(1 for f in frames if f.stream == DROP)
+        return None
+
+    async def _recover(self, error: BaseException) -> None:
+        """After a failed commit: nothing of it was stored or published. Its ids are not
+        reused (a gap is harmless; a reused id could be one another writer stored), and the
+        in-memory board and drop baselines are rebuilt from what the store holds."""
+        self.failures += 1
+        reason = _reason(error)
+        if self.failure != reason:
+            logger.error("writer: a commit failed, nothing of it was stored: %s", reason)
+        self.failure = reason
+        if self.reload is not None:
+            try:
+                await self.reload()
+            except Exception as exc:
+                logger.error("writer: could not reload the board from the store: %s", _reason(exc))
+
+    def _account(self, started: float) -> None:
+        self.batches += 1
         ms = self.last_batch_ms = (time.perf_counter() - started) * 1000
         self.batch_ms_sum += ms
         self.batch_ms_buckets[bisect.bisect_left(BATCH_MS_BUCKETS, ms)] += 1
+
+    def resync(self, board: Board, detector: DropDetector, last_seq: int) -> None:
+        """Adopt state rebuilt from the store (no await: atomic for every reader)."""
+        self.board.replace_with(board)
+        self.detector = detector
+        self._next_seq = max(self._next_seq, last_seq + 1)
 
     # -- pure-ish batch building (runs in the trio thread; no awaits) -------------------------
     def _seq(self) -> int:
@@ -259,3 +352,13 @@ class Writer:
             text = dumps(payload)
             b.log.append(LogRow(seq, PBP, q.sport_key, q.match_id, q.status != "final", now, text))
             frames.append(Frame(seq=seq, stream=PBP, payload=payload, text=text, live=q.status != "final"))
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:300]
+
+
+def _environmental(error: BaseException) -> bool:
+    """A failure of the store itself (disk full, I/O error, read-only, locked), which retrying
+    each request alone cannot fix, as opposed to a value one row brought."""
+    return isinstance(error, sqlite3.OperationalError | OSError) and not isinstance(error, UnicodeError)

@@ -37,10 +37,11 @@ junk = st.one_of(st.text(max_size=30), st.integers(-10**20, 10**20).map(str), st
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncGatewayHandle]:
-    # a rate limit this suite cannot reach: it checks answers to bad input, not the limiter
+    # rate limits this suite cannot reach: it checks answers to bad input, not the limiters
     config = gateway_config(tmp_path_factory.mktemp("fuzz"), **{
         "tiers": {"enterprise": {"max_connections": 1000, "pbp_sse": True, "odds_streams": True,
-                                 "requests_per_minute": 10_000_000}}})
+                                 "requests_per_minute": 10_000_000}},
+        "streams": {"ws_messages_per_s": 1_000_000.0, "ws_message_burst": 1_000_000.0}})
     with run_gateway(config) as handle:
         handle.move("e1", "pinnacle", "h2h", "home", -110, -120)
         yield handle

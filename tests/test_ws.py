@@ -483,3 +483,27 @@ async def test_seed_python_websockets_example(gateway: Running) -> None:
         seen = await trio.to_thread.run_sync(seed_python_example, "ws" + gateway.url.removeprefix("http"), key)
     assert seen[0]["type"] == "connected" and sorted(m["type"] for m in seen[1:]) == ["initial_state", "subscribed"]
     assert next(m for m in seen if m["type"] == "subscribed")["event_id"] == A
+
+
+async def test_a_client_past_its_message_budget_is_told_then_closed_1008() -> None:
+    """50 clients subscribing with snapshots in a loop took REST from 9 to ~500 ms: each
+    connection now has a message budget (20/s, bursts of 60; a snapshot counts 10)."""
+    from gateway.testing import open_gateway
+
+    async with open_gateway() as gw:
+        with trio.fail_after(10):
+            async with open_websocket_url(f"{gw.ws_url}/ws/odds/basketball_nba?apiKey={gw.key}") as ws:
+                await ws.get_message()  # connected
+                await ws.get_message()  # initial_state
+                for _ in range(10):  # within the budget: answered
+                    await ws.send_message('{"type":"ping"}')
+                    assert json.loads(await ws.get_message())["type"] == "pong"
+                for _ in range(10):
+                    await ws.send_message('{"type":"subscribe","event_id":"x","snapshot":true}')
+                frames = []
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        frames.append(json.loads(await ws.get_message()))
+        assert frames[-1]["error"] == "bad_message" and "too many messages" in frames[-1]["message"]
+        assert closed.value.reason.code == 1008
+        assert not gw.gateway.caps.active

@@ -109,6 +109,10 @@ class Board:
         row["action"] = "upsert"
         return row
 
+    def replace_with(self, other: Board) -> None:
+        """Take `other`'s contents (the board is shared by reference, so it is changed in place)."""
+        self.events, self._rows = other.events, other._rows
+
     def quotes(self, key: RowKey) -> Iterable[Quote]:
         return self._rows[key].values()
 

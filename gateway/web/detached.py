@@ -60,6 +60,7 @@ def detach(gw: Gateway, conn: Any, session: StreamSession, writer: DirectWriter,
     live = StreamSession(gw, session.plan)
     live.sub, session.sub = session.sub, None  # the subscription is ours now, not the request's
     live.live = True
+    slot.on_end = live.end
     gw.detached_open += 1
     nursery.start_soon(_run, gw, live, writer, own, slot, chunked)
     conn.stream.socket.close()  # Hypercorn lets go of the connection; ours keeps it open

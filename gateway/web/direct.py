@@ -5,7 +5,8 @@ non-blocking `send()` costs a few microseconds).
 
 How it stays correct:
 - Hypercorn's connection object (and its send lock) is captured per connection in a
-  context variable by a small wrapper around `TCPServer.run`; the ASGI app task inherits it.
+  context variable by the patched `TCPServer.run` (hypercorn_patches.py); the ASGI app
+  task inherits it.
 - SSE: the response headers and the first frames go through Hypercorn as usual; once a
   stream is live (and its queue empty) it switches to direct mode. Bytes are framed as
   HTTP/1.1 chunks, which is what h11 would write (h11 does not count chunked bytes, so it
@@ -24,7 +25,6 @@ How it stays correct:
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -35,50 +35,11 @@ import trio
 from ..core.frames import Frame, http_chunk
 from ..hub import Subscriber
 from ..streaming import StreamSession, final_frame, heartbeat
+from .hypercorn_patches import CURRENT_CONNECTION  # set per connection by the patched TCPServer.run
 
 logger = logging.getLogger(__name__)
 
-CURRENT_CONNECTION: contextvars.ContextVar[Any] = contextvars.ContextVar("gateway_tcp_connection", default=None)
-_installed = False
-
-
-def install() -> bool:
-    """Wrap Hypercorn's trio TCPServer to expose the connection and to let a direct writer
-    finish a started frame before Hypercorn writes on the same socket (idempotent)."""
-    global _installed
-    if _installed:
-        return True
-    try:
-        from hypercorn.events import Closed, RawData
-        from hypercorn.trio.tcp_server import TCPServer
-    except ImportError:  # pragma: no cover - another Hypercorn layout: stay on the normal path
-        logger.warning("direct stream writes disabled: hypercorn.trio.tcp_server not found")
-        return False
-    original_run, original_send = TCPServer.run, TCPServer.protocol_send
-
-    async def run(self: Any) -> None:
-        CURRENT_CONNECTION.set(self)
-        await original_run(self)
-
-    async def protocol_send(self: Any, event: Any) -> None:
-        writer: DirectWriter | None = getattr(self, "gw_direct", None)
-        if writer is None or not isinstance(event, RawData):
-            await original_send(self, event)
-            return
-        # Hypercorn's own RawData branch, with the tail of a frame we started written first
-        # under the same lock hold (a WebSocket ping or close must not land inside a frame)
-        async with self.send_lock:
-            await writer.finish_raw_locked()
-            try:
-                with trio.CancelScope(shield=True):
-                    await self.stream.send_all(event.data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                await self.protocol.handle(Closed())
-
-    TCPServer.run = run  # type: ignore[method-assign]
-    TCPServer.protocol_send = protocol_send  # type: ignore[method-assign]
-    _installed = True
-    return True
+__all__ = ["CURRENT_CONNECTION", "DirectWriter"]
 
 
 def plain_socket_fd(conn: Any) -> int | None:

@@ -7,10 +7,11 @@ import re
 import secrets
 import time
 
-from quart import Response, g, jsonify, request
+from quart import Response, g, has_request_context, has_websocket_context, jsonify, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from ..writer import StoreUnavailable
 from .common import ApiError
 
 logger = logging.getLogger("gateway.access")
@@ -58,6 +59,16 @@ def _error_response(exc: ApiError) -> Response:
     return resp
 
 
+def _target() -> tuple[str, str]:
+    """(method, path) of the request or WebSocket being handled (a WebSocket to an unknown
+    path has no `request`: reading it there raised, and the 404 became a 500)."""
+    if has_websocket_context():
+        return "GET", websocket.path
+    if has_request_context():
+        return request.method, request.path
+    return "-", "-"
+
+
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 400: "bad_request"}
 
 
@@ -85,6 +96,11 @@ def install(app: QuartTrio) -> None:
     async def api_error(exc: ApiError) -> Response:
         return _error_response(exc)
 
+    @app.errorhandler(StoreUnavailable)
+    async def store_unavailable(exc: StoreUnavailable) -> Response:  # a 200 always means stored
+        return _error_response(ApiError(503, "store_unavailable", f"nothing of this request was stored: {exc.reason}; "
+                                        "retry later", headers={"Retry-After": "5"}, retry_after_seconds=5))
+
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
         code = exc.code or 500
@@ -92,12 +108,14 @@ def install(app: QuartTrio) -> None:
         if isinstance(exc, RequestEntityTooLarge):
             message = "request body too large"
         if code == 404:
-            message = f"no route for {request.method} {request.path}"
+            method, path = _target()
+            message = f"no route for {method} {path}"
         return _error_response(ApiError(code, _HTTP_CODES.get(code, "http_error"), message))
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:
-        app_logger.exception("unhandled error on %s %s", request.method, redact(request.path))
+        method, path = _target()
+        app_logger.exception("unhandled error on %s %s", method, redact(path))
         return _error_response(ApiError(500, "internal", "internal error; the request id is in the logs"))
 
 

@@ -45,12 +45,13 @@ async def healthz() -> Response:
 @bp.get("/readyz")
 async def readyz() -> Any:
     gw = current_gateway()
-    ok = gw.store.open and gw.writer.running
-    body = {"status": "ready" if ok else "not_ready", "store": gw.store.open, "writer": gw.writer.running}
+    w = gw.writer
+    ok = gw.store.open and w.running and w.failure is None
     if not ok:
-        raise ApiError(503, "unavailable", "store not open or writer not running",
-                       store=gw.store.open, writer=gw.writer.running)
-    return jsonify(body)
+        reason = w.failure and f"the last commit failed: {w.failure}"
+        raise ApiError(503, "unavailable", reason or "store not open or writer not running",
+                       headers={"Retry-After": "5"}, store=gw.store.open, writer=w.running, store_error=w.failure)
+    return jsonify({"status": "ready", "store": True, "writer": True})
 
 
 @bp.get("/metrics")

@@ -22,9 +22,9 @@ from .rest import live_state_rows
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def acquire_slot(gw: Gateway, api_key: ApiKey) -> Slot:
+def acquire_slot(gw: Gateway, api_key: ApiKey, plan: StreamPlan) -> Slot:
     limit = gw.config.tiers[api_key.tier].max_connections
-    slot = gw.caps.try_acquire(api_key.id, limit, api_key.tier)
+    slot = gw.caps.try_acquire(api_key.id, limit, api_key.tier, needs="pbp" if plan.streams == (PBP,) else "odds")
     if slot is None:
         raise ApiError(429, "connection_cap", f"this key already holds {limit} concurrent streams "
                        f"(tier {api_key.tier}); close one or upgrade", headers={"Retry-After": "5"},
@@ -57,19 +57,24 @@ def common_params(gw: Gateway, p: Params, last_event_header: str | None, *,
     return heartbeat_s, named, last_id, bad_header
 
 
-async def sse_body(gw: Gateway, plan: StreamPlan, *, named: bool, conn: Any, chunked: bool,
-                   idle: Idle | None = None,
+async def sse_body(gw: Gateway, plan: StreamPlan, slot: Slot, *, named: bool, conn: Any, chunked: bool,
+                   idle: Idle | None = None, left: Callable[[], bool] | None = None,
                    handover: Callable[[StreamSession, DirectWriter], bool] | None = None,
                    ) -> AsyncGenerator[bytes, None]:
     """The bytes of one SSE stream: what the session yields until it is live, then (if `conn`
     is a plain HTTP/1.x connection) direct writes by the publisher, this task left with
     heartbeats, whatever the socket could not take at once and the end (`run_direct`), or
     `handover` takes the stream off this request (detached.py)."""
-    session = StreamSession(gw, plan, idle)
     retry = sse_retry(gw.config.streams.retry_ms)
     writer = None if conn is None else DirectWriter(conn, encode=sse_encoder(named, chunked=chunked),
                                                     max_backlog=gw.config.streams.direct_backlog_bytes,
                                                     stall_s=gw.config.streams.write_stall_timeout_s)
+
+    def gone() -> bool:  # checked between replay pages: a client that left stops its replay at once
+        return (writer is not None and writer.dead) or (left is not None and left())
+
+    session = StreamSession(gw, plan, idle, gone)
+    slot.on_end = session.end  # a revoked key ends the stream (key_watch.py)
     try:
         async with aclosing(session.frames()) as batches:
             first = True

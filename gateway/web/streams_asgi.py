@@ -20,6 +20,8 @@ from contextlib import aclosing
 from typing import Any
 from urllib.parse import parse_qs
 
+import trio
+
 from ..app import Gateway
 from ..auth import ApiKey
 from ..core.frames import dumps
@@ -68,7 +70,6 @@ class StreamsApp:
     def __init__(self, gw: Gateway, app: Any) -> None:
         self.gw = gw
         self.app = app
-        self.config = app.config  # Hypercorn-level helpers (ws_liveness) read the app's config here
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, *rest: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
@@ -96,7 +97,7 @@ class StreamsApp:
             api_key: ApiKey = await resolve_key(gw, key_from(headers, Args(params)))
             key_name = api_key.name
             plan, named = plan_fn(gw, api_key, sport_key, params, headers.get("last-event-id"))
-            slot = acquire_slot(gw, api_key)
+            slot = acquire_slot(gw, api_key, plan)
         except ApiError as exc:
             await _send_error(send, exc, rid, extra)
             access_log(client, "GET", full_path, exc.status, started, key_name, rid)
@@ -114,6 +115,16 @@ class StreamsApp:
             async def idle() -> bool:  # only http.disconnect can arrive on a GET's receive()
                 return bool((await receive())["type"] == "http.disconnect")
 
+            inbox: Any = getattr(receive, "__self__", None)  # Hypercorn's queue to the app (hypercorn_patches.py)
+
+            def left() -> bool:  # without waiting: has http.disconnect arrived?
+                try:
+                    while True:
+                        if inbox.receive_nowait()["type"] == "http.disconnect":
+                            return True
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    return False
+
             chunked = http == "1.1"
 
             def handover(session: StreamSession, writer: DirectWriter) -> bool:
@@ -121,7 +132,8 @@ class StreamsApp:
                 handed_over = detach(gw, conn, session, writer, slot, chunked=chunked)
                 return handed_over
 
-            body = sse_body(gw, plan, named=named, conn=conn, chunked=chunked, idle=idle,
+            body = sse_body(gw, plan, slot, named=named, conn=conn, chunked=chunked, idle=idle,
+                            left=left if isinstance(inbox, trio.MemoryReceiveChannel) else None,
                             handover=handover if gw.config.streams.detach_live_streams else None)
             async with aclosing(body) as chunks:
                 async for chunk in chunks:

@@ -25,7 +25,7 @@ Decisions:
   `server.cors_origins` is an allow-list (then others close 1008).
 - The end of a stream: slow consumer -> the final error frame, then 4008; shutdown -> the
   `stream_status` closing frame, then 1001; a server error -> 1011. A client that stops
-  answering transport pings for `streams.ws_idle_timeout_s` gets 1011 (ws_liveness.py).
+  answering transport pings for `streams.ws_idle_timeout_s` gets 1011 (hypercorn_patches.py).
 - `{"type":"resume","last_event_id":N}` ends the current session and starts a new one from
   N (same no-gap/no-duplicate replay as on connect). Its first frame is a new `connected`
   with `resumed_from: N`; frames that arrive before it belong to the old session.
@@ -43,14 +43,14 @@ import trio
 from quart import Blueprint, websocket
 
 from ..app import Gateway, current_gateway
-from ..auth import ApiKey
+from ..auth import KEY_REVOKED, TIER_REQUIRED, ApiKey
+from ..core.budget import TokenBucket
 from ..core.filters import Filter, ParamError, bool_param, csv, int_param, one, parse_filter, parse_sports
 from ..core.frames import DROP, ODDS, PBP, Frame, dumps, ws_text_frame
 from ..hub import SHUTDOWN, SLOW_CONSUMER
 from ..sessions import COOKIE_NAME
 from ..streaming import StreamPlan, StreamSession, odds_snapshot
 from ..writer import wall_ms
-from . import ws_liveness
 from .common import ApiError, key_from, require_stream_tier, resolve_key
 from .direct import (
     CURRENT_CONNECTION,
@@ -72,13 +72,6 @@ logger = logging.getLogger(__name__)
 
 SUBPROTOCOL_PREFIX = "apikey."
 CLOSE_LINGER_S = 2.0
-
-
-@bp.record_once
-def _install_liveness(state: Any) -> None:
-    gw: Gateway = state.app.config["GATEWAY"]
-    state.app.config[ws_liveness.CONFIG_KEY] = gw.config.streams.ws_idle_timeout_s
-    ws_liveness.install()
 
 
 class Reject(Exception):
@@ -137,7 +130,7 @@ async def serve_socket(sport_key: str, *, live: bool) -> None:
         api_key, how = await authorise(gw, ws, proto_key, live=live)
         spec = build_spec(gw, ws, api_key, how, sport_key, live)
         limit = gw.config.tiers[api_key.tier].max_connections
-        slot = gw.caps.try_acquire(api_key.id, limit, api_key.tier)
+        slot = gw.caps.try_acquire(api_key.id, limit, api_key.tier, needs="odds")
         if slot is None:
             raise Reject(4002, "connection_cap", f"this key already holds {limit} concurrent streams (tier "
                          f"{api_key.tier}); close one or upgrade", limit=limit)
@@ -148,7 +141,9 @@ async def serve_socket(sport_key: str, *, live: bool) -> None:
         return
     code, reason = 1011, "server error"
     try:
-        code, reason = await WsConnection(gw, ws, spec).run()
+        conn = WsConnection(gw, ws, spec)
+        slot.on_end = conn.end  # a revoked key ends the stream (key_watch.py)
+        code, reason = await conn.run()
     except Exception:
         logger.exception("WebSocket %s failed", ws.path)
     finally:
@@ -232,6 +227,15 @@ def build_spec(gw: Gateway, ws: Any, api_key: ApiKey, auth: str, sport_key: str,
                 streams)
 
 
+EXPENSIVE = 10  # what a message that builds a snapshot or starts a replay counts in the budget
+
+
+def message_cost(msg: dict[str, Any] | None) -> int:
+    if msg is not None and (msg["type"] == "resume" or (msg["type"] == "subscribe" and msg.get("snapshot") is True)):
+        return EXPENSIVE
+    return 1
+
+
 LIVE_TYPES = {"odds_update": ODDS, "pbp_event": PBP, "odds_drop": DROP}
 
 
@@ -277,6 +281,15 @@ class WsConnection:
         self.scope: trio.CancelScope | None = None
         self.resume_to: int | None = None
         self.direct = direct_writer(gw, ws)
+        self.ended: str | None = None
+        self.nursery: trio.Nursery | None = None
+        self.closing: tuple[int, str] | None = None  # set by the reader to close the socket
+
+    def end(self, reason: str) -> None:
+        """Ended by the server (a revoked key, a tier without this stream): final frame, 4001."""
+        self.ended = reason
+        if self.session is not None:
+            self.session.end(reason)
 
     def _plan(self, flt: Filter, last_id: int | None, bad: bool, resumed_from: int | None = None) -> StreamPlan:
         s = self.spec
@@ -329,15 +342,19 @@ class WsConnection:
             self.gw.hub.set_filter(self.session.sub, flt)
 
     async def run(self) -> tuple[int, str]:
+        result = (1011, "server error")
         async with trio.open_nursery() as nursery:
+            self.nursery = nursery
             nursery.start_soon(self.reader)  # always drain inbound messages (field notes, pitfall 13)
             result = await self.writer()
             nursery.cancel_scope.cancel()
-        return result
+        return self.closing or result
 
     async def writer(self) -> tuple[int, str]:
         while True:
             session = self.session = StreamSession(self.gw, self.plan)
+            if self.ended is not None:
+                session.end(self.ended)
             with trio.CancelScope() as scope:
                 self.scope = scope
                 try:
@@ -355,7 +372,9 @@ class WsConnection:
                 break
             last_id, self.resume_to = self.resume_to, None
             self.plan = self._plan(self.plan.filter, last_id, False, resumed_from=last_id)
-        reason = session.sub.cut_reason if session.sub is not None else None
+        reason = session.ended or (session.sub.cut_reason if session.sub is not None else None)
+        if reason in (KEY_REVOKED, TIER_REQUIRED):
+            return 4001, f"{reason}: this key may no longer hold this stream"
         if reason == SLOW_CONSUMER:
             return 4008, "slow consumer: reconnect with last_event_id to resume"
         if reason == SHUTDOWN:
@@ -363,10 +382,27 @@ class WsConnection:
         return 1011, "stream ended unexpectedly"
 
     async def reader(self) -> None:
+        cfg = self.gw.config.streams
+        budget = TokenBucket(cfg.ws_messages_per_s, cfg.ws_message_burst, trio.current_time())
         while True:
             raw = await self.ws.receive()
             try:
-                await self.dispatch(parse_message(raw))
+                msg = parse_message(raw)
+            except BadMessage as exc:
+                msg, error = None, exc.message
+            if not budget.take(message_cost(msg), trio.current_time()):
+                await self.send({"type": "error", "error": "bad_message", "timestamp": wall_ms(),
+                                 "message": f"too many messages: at most {cfg.ws_messages_per_s:g} a second "
+                                            f"(bursts of {cfg.ws_message_burst:g}; a snapshot or resume counts "
+                                            f"{EXPENSIVE})"})
+                self.closing = (1008, "message budget exceeded")
+                assert self.nursery is not None
+                self.nursery.cancel_scope.cancel()
+                return
+            try:
+                if msg is None:
+                    raise BadMessage(error)
+                await self.dispatch(msg)
             except BadMessage as exc:
                 await self.send({"type": "error", "error": "bad_message", "message": exc.message,
                                  "timestamp": wall_ms()})
