@@ -132,7 +132,7 @@ def baselines(board: Board, universe: Universe) -> DropDetector:
 
 
 def create_app(gw: Gateway) -> QuartTrio:
-    from .web import dashboard, errors, hypercorn_patches, ingest, rest, session, webhooks, ws
+    from .web import apidocs, dashboard, errors, hypercorn_patches, ingest, rest, session, webhooks, ws
 
     app = QuartTrio("gateway")
     app.config["GATEWAY"] = gw
@@ -141,7 +141,7 @@ def create_app(gw: Gateway) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = gw.config.server.max_body_bytes
     errors.install(app)
     hypercorn_patches.install()
-    for module in (rest, ingest, ws, session, dashboard, webhooks):
+    for module in (rest, ingest, ws, session, dashboard, webhooks, apidocs):
         app.register_blueprint(module.bp)
     return app
 
@@ -186,6 +186,9 @@ async def serve(
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gateway until cancelled or until `shutdown` is set; report the base URL."""
+    from .tls import tls_files
+
+    tls = tls_files(config)  # before anything is opened: a bad cert or key is a ConfigError
     gw = open_gateway(config, clock=clock)
     # webhooks (issue 7): tiers with odds streams (business+) may use them; the writer wakes the worker
     gw.webhooks = WebhookWorker(gw.store, catalog=gw.universe.catalog,
@@ -209,6 +212,8 @@ async def serve(
                        max_pending=config.server.max_pending_connections,
                        ws_idle_timeout_s=config.streams.ws_idle_timeout_s)
     hc.gateway = gw.limits  # type: ignore[attr-defined]  # read by the patched server (hypercorn_patches.py)
+    if tls is not None:  # https and wss served by Hypercorn (README "TLS without a proxy")
+        hc.certfile, hc.keyfile = tls
     stop = shutdown if shutdown is not None else trio.Event()
 
     async def shutdown_trigger() -> None:
@@ -221,10 +226,11 @@ async def serve(
         async with trio.open_nursery() as nursery:
 
             async def http(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+                from .web.proxies import behind_proxies
                 from .web.streams_asgi import StreamsApp  # SSE routes below Quart (see its docstring)
 
-                await hypercorn_serve(StreamsApp(gw, app), hc, shutdown_trigger=shutdown_trigger,  # type: ignore[arg-type]
-                                      task_status=task_status)
+                asgi = behind_proxies(StreamsApp(gw, app), config.server.trusted_proxies)
+                await hypercorn_serve(asgi, hc, shutdown_trigger=shutdown_trigger, task_status=task_status)
                 with trio.move_on_after(config.server.graceful_timeout_s):  # detached streams' final frames
                     while gw.detached_open:
                         gw.detached_gone = trio.Event()

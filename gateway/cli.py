@@ -14,6 +14,7 @@ from pathlib import Path
 
 import trio
 
+from . import dbtools
 from .auth import KeyError_, create_key, delete_key_named, list_keys, revoke_key
 from .config import Config, ConfigError, load_config
 from .resources import default_config_path
@@ -55,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("--port", type=int)
     sub.add_parser("check-config", parents=[common], help="print the effective configuration")
     webhooks_cli.add_parser(sub, common)  # `gateway webhooks ...` (issue 7)
+    dbtools.add_parsers(sub, common)  # `gateway backup|restore FILE`, `gateway db stats` (issue 17)
     return parser
 
 
@@ -103,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _keys(args, config)
         if args.command == "webhooks":
             return webhooks_cli.run(args, config)
+        if args.command in dbtools.COMMANDS:
+            return dbtools.run(args, config)
         _logging(args)
         return _serve(args, config)
     except (ConfigError, StoreError, KeyError_) as exc:
@@ -133,7 +137,9 @@ def _keys(args: argparse.Namespace, config: Config) -> int:
 def _serve(args: argparse.Namespace, config: Config) -> int:
     from .app import Gateway, serve
     from .config import FeedConfig
+    from .tls import tls_files
 
+    tls_files(config)  # a missing or bad cert/key: one line, exit 2, before anything is touched
     feeds = not getattr(args, "no_feeds", False)
     if args.command == "replay":
         from .feeds.runner import set_replay_progress

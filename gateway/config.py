@@ -7,6 +7,7 @@ config file's directory. The CLI overrides a handful of values with `dataclasses
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 import types
 import typing
@@ -38,6 +39,10 @@ class ServerConfig:
     header_timeout_s: float = 10.0  # a request head must arrive within this long (else the connection closes)
     body_timeout_s: float = 30.0  # a request body that stalls this long gets 408 and the connection closes
     max_pending_connections: int = 512  # connections without a whole request; past it the oldest is closed
+    # self-hosting (README "Behind a reverse proxy", "TLS without a proxy")
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For / -Proto are believed
+    tls_cert: str = ""  # PEM certificate (chain); with tls_key, the gateway serves https and wss itself
+    tls_key: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,7 +237,24 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
     _check(cfg.server.header_timeout_s > 0, "[server] header_timeout_s must be > 0")
     _check(cfg.server.body_timeout_s > 0, "[server] body_timeout_s must be > 0")
     _check(cfg.server.max_pending_connections >= 1, "[server] max_pending_connections must be >= 1")
+    _check_self_hosting(cfg.server)
+    if cfg.server.tls_cert:  # relative to the config file, like the database (store them resolved)
+        base = cfg.base_dir
+        server = dataclasses.replace(cfg.server, tls_cert=str(base / cfg.server.tls_cert),
+                                     tls_key=str(base / cfg.server.tls_key))
+        cfg = dataclasses.replace(cfg, server=server)
     return cfg
+
+
+def _check_self_hosting(server: ServerConfig) -> None:
+    for cidr in server.trusted_proxies:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"[server] trusted_proxies: {cidr!r} is not an IP address or CIDR "
+                              "(e.g. 127.0.0.1/32, 10.0.0.0/8, ::1)") from None
+    _check(bool(server.tls_cert) == bool(server.tls_key),
+           "[server] tls_cert and tls_key go together: set both (PEM files) or neither")
 
 
 def load_config(path: Path) -> Config:

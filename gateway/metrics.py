@@ -1,7 +1,9 @@
 """/metrics in the Prometheus text format, read at scrape time from the live objects.
 
 A custom collector asks the hub, caps, writer and freshness tracker for their counters
-when Prometheus scrapes, so the hot paths carry no metrics code at all.
+when Prometheus scrapes, so the hot paths carry no metrics code at all; prometheus_client's
+process collector adds the process's memory, CPU and descriptors. deploy/grafana-dashboard.json
+charts them (tests/test_deploy.py checks that every metric it queries is exported here).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import trio
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -90,6 +92,7 @@ def _count_tasks() -> int:
 def registry_for(gw: Gateway) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GatewayCollector(gw))
+    ProcessCollector(registry=registry)  # process_*: RSS, CPU seconds, open fds (read from /proc at scrape)
     return registry
 
 

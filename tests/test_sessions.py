@@ -92,10 +92,11 @@ def test_same_origin(origin: str | None, host: str, scheme: str, ok: bool) -> No
     assert same_origin(origin, host, scheme) is ok
 
 
-def test_effective_scheme_honours_forwarded_proto() -> None:
-    assert effective_scheme("ws", {}) == "http"
-    assert effective_scheme("wss", {}) == "https"
-    assert effective_scheme("http", {"X-Forwarded-Proto": "https, http"}) == "https"
+def test_effective_scheme_maps_websocket_schemes() -> None:
+    # X-Forwarded-Proto is believed only from [server] trusted_proxies, by rewriting the
+    # scope's scheme before any handler runs (tests/test_proxies.py)
+    assert effective_scheme("ws") == "http" and effective_scheme("http") == "http"
+    assert effective_scheme("wss") == "https" and effective_scheme("https") == "https"
 
 
 CATALOG = Catalog(sports={"basketball_nba"}, bookmakers={"pinnacle", "fanduel"}, markets={"h2h", "totals"})

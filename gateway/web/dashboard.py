@@ -34,7 +34,7 @@ UPCOMING_LIMIT = 12
 
 
 def _csp() -> str:
-    scheme = "wss" if effective_scheme(request.scheme, request.headers) == "https" else "ws"
+    scheme = "wss" if effective_scheme(request.scheme) == "https" else "ws"
     return ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             f"connect-src 'self' {scheme}://{request.host}; base-uri 'none'; form-action 'self'; "
             "frame-ancestors 'none'")

@@ -2,9 +2,10 @@
 
 - `POST /v1/session` with `{"api_key": KEY}` (JSON, or a form field, or the X-API-Key /
   Bearer header) checks the key and sets the cookie: HttpOnly, SameSite=Strict, Path=/,
-  Max-Age = `server.session_ttl_s`, Secure when the request came over https (directly or
-  per `X-Forwarded-Proto`). Answers `{"tier", "name", "expires_at"}` (ms). Any tier may log
-  in; what the session may open is decided per route (`/ws/live` needs `odds_streams`).
+  Max-Age = `server.session_ttl_s`, Secure when the request came over https (directly, or
+  per a trusted proxy's `X-Forwarded-Proto`: web/proxies.py). Answers `{"tier", "name",
+  "expires_at"}` (ms). Any tier may log in; what the session may open is decided per route
+  (`/ws/live` needs `odds_streams`).
 - `GET /v1/session`: the current session, or 401 `missing_session` / `invalid_session`
   (bad signature, expired, or the key was revoked since login).
 - `DELETE /v1/session`: clears the cookie (the token itself stays valid until it expires;
@@ -33,11 +34,9 @@ bp = Blueprint("session", __name__)
 _DEFAULT_PORT = {"http": 80, "https": 443}
 
 
-def effective_scheme(scheme: str, headers: Any) -> str:
-    """`http` or `https` as the browser saw it (ws/wss map to http/https)."""
-    proto = (headers.get("X-Forwarded-Proto") or "").split(",")[0].strip().lower()
-    if proto in ("http", "https"):
-        return proto
+def effective_scheme(scheme: str) -> str:
+    """`http` or `https` as the browser saw it (ws/wss map to http/https). A trusted proxy's
+    `X-Forwarded-Proto` is already in the scope's scheme (web/proxies.py); no header is read here."""
     return "https" if scheme in ("https", "wss") else "http"
 
 
@@ -60,7 +59,7 @@ def same_origin(origin: str | None, host: str | None, scheme: str) -> bool:
 def check_origin_if_present() -> None:
     origin = request.headers.get("Origin")
     if origin is not None and not same_origin(origin, request.host,
-                                              effective_scheme(request.scheme, request.headers)):
+                                              effective_scheme(request.scheme)):
         raise ApiError(403, "forbidden_origin", "session routes only answer pages served by this gateway")
 
 
@@ -120,7 +119,7 @@ async def login() -> Response:
     session = read_session(gw.session_secret, token, now)
     assert session is not None
     resp = jsonify(_body(session, api_key))
-    secure = effective_scheme(request.scheme, request.headers) == "https"
+    secure = effective_scheme(request.scheme) == "https"
     resp.set_cookie(COOKIE_NAME, token, max_age=ttl, path="/", httponly=True, samesite="Strict", secure=secure)
     resp.headers["Cache-Control"] = "no-store"
     return resp
@@ -152,6 +151,6 @@ async def whoami() -> Response:
 async def logout() -> Response:
     check_origin_if_present()
     resp = jsonify({"logged_out": True})
-    secure = effective_scheme(request.scheme, request.headers) == "https"
+    secure = effective_scheme(request.scheme) == "https"
     resp.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="Strict", secure=secure)
     return resp

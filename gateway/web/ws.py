@@ -185,7 +185,7 @@ async def authorise(gw: Gateway, ws: Any, proto_key: str | None, *, live: bool) 
 
 
 def _same_origin(ws: Any) -> bool:
-    return same_origin(ws.headers.get("Origin"), ws.host, effective_scheme(ws.scheme, ws.headers))
+    return same_origin(ws.headers.get("Origin"), ws.host, effective_scheme(ws.scheme))
 
 
 async def session_auth(gw: Gateway, ws: Any, token: str) -> ApiKey:
