@@ -113,6 +113,8 @@ def number(row: Mapping[str, Any], name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RowError(f"{name}: expected a number, got {type(value).__name__}")
+    if is_int(value) and abs(value) > MAX_POINT:  # before isfinite: a huge int overflows a float
+        raise RowError(f"{name}: not a finite number within +-{MAX_POINT:g}")
     if not math.isfinite(value) or abs(value) > MAX_POINT:
         raise RowError(f"{name}: {value!r} is not a finite number within +-{MAX_POINT:g}")
     return float(value)

@@ -13,7 +13,7 @@ from typing import Any
 from . import fields
 from .fields import RowError
 from .model import GAME_MARKETS, MARKET_OUTCOMES, PROP_OUTCOMES, Play, Quote
-from .odds import OddsError, to_american
+from .odds import MAX_AMERICAN, OddsError, to_american
 from .time import iso_from_ms
 
 __all__ = ["ODDS_FORMATS", "RowError", "count_toa_rows", "parse_flat_quote", "parse_pbp_row", "parse_toa_events",
@@ -58,6 +58,8 @@ def _price(row: Mapping[str, Any]) -> int:
         raise RowError("price: required")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RowError(f"price: expected a number, got {type(value).__name__}")
+    if fields.is_int(value) and abs(value) > MAX_AMERICAN:  # a huge int would overflow the float maths
+        raise RowError(f"price: must be within +-{MAX_AMERICAN} in any format")
     try:
         return to_american(value, fmt)
     except OddsError as exc:

@@ -133,6 +133,15 @@ def test_period_is_a_number() -> None:
     assert parse_pbp_row(pbp(state={"period": None}), now_ms=NOW).period is None
 
 
+@pytest.mark.parametrize(("name", "value"), [("price", int("9" * 309)), ("price", -(10**20)), ("point", 10**400)])
+def test_huge_integer_prices_and_points_are_rejected_not_overflowed(name: str, value: int) -> None:
+    """math.isfinite(10**400) raises OverflowError: it was a 500 (found by the fuzz)."""
+    for fmt in ("american", "decimal", "probability"):
+        row = {**flat(market_key="spreads", point=1.5, odds_format=fmt), name: value}
+        with pytest.raises(RowError, match=f"^{name}: "):
+            parse_flat_quote(row, now_ms=NOW)
+
+
 def test_flat_quote_long_strings_name_the_field() -> None:
     for name in ("event_id", "home_team", "player"):
         row = dict(FLAT, market_key="player_points", outcome="over", point=1.5, player="P")
