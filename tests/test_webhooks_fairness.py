@@ -3,13 +3,17 @@ one that hangs and one that answers at once, and a real gateway sending to both.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import trio
 
+from gateway.config import ConfigError, config_from_dict
 from gateway.webhooks import worker
 
 from .conftest import Running, make_config, start_gateway
@@ -109,3 +113,30 @@ async def test_a_flood_of_tests_to_a_hanging_url_delays_only_its_key(fair_gatewa
     refused = [r.json() for r in answers]
     assert all((r["error"], r["limit"]) == ("rate_limit", SHARE) for r in refused), refused
     assert "per_key_concurrency" in refused[0]["message"]
+
+
+@pytest.mark.parametrize(("table", "words"), [
+    ({"per_key_concurrency": 0}, "per_key_concurrency must be between 1 and concurrency (20)"),
+    ({"concurrency": 4, "per_key_concurrency": 5}, "per_key_concurrency must be between 1 and concurrency (4)"),
+    ({"concurrency": 0}, "concurrency must be between 1 and 1000"),
+    ({"block_private_addresses": "yes"}, "block_private_addresses: expected bool"),
+    ({"block_privat_addresses": True}, "unknown key(s): block_privat_addresses"),
+])
+def test_the_webhooks_table_is_validated(table: dict[str, Any], words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"webhooks": table})
+    assert words in str(info.value) and "[webhooks]" in str(info.value)
+
+
+def test_check_config_names_a_bad_webhooks_key(tmp_path: Path) -> None:
+    bad = tmp_path / "config.toml"
+    bad.write_text("[webhooks]\nper_key_concurrency = 50\n")
+    out = subprocess.run([sys.executable, "-m", "gateway", "check-config", "--config", str(bad)],
+                         capture_output=True, text=True, timeout=30, check=False)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip() == "gateway: [webhooks] per_key_concurrency must be between 1 and concurrency (20)"
+    good = subprocess.run([sys.executable, "-m", "gateway", "check-config", "--config",
+                           str(Path(__file__).resolve().parent.parent / "config.toml")],
+                          capture_output=True, text=True, timeout=30, check=True)
+    assert '"block_private_addresses": false' in good.stdout and '"per_key_concurrency": 5' in good.stdout
+

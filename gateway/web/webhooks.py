@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import trio
 from quart import Blueprint, Response, jsonify, request
 
 from ..app import Gateway, current_gateway
@@ -36,6 +37,7 @@ from .common import ApiError, authenticate, bad_param, params, require_stream_ti
 bp = Blueprint("webhooks", __name__)
 
 MAX_PER_KEY = 25
+RESOLVE_TIMEOUT_S = 5.0
 CREATE_FIELDS = {"url", "destination_url", "format", "description", "events", "filters", *FILTER_FIELDS}
 PATCH_FIELDS = CREATE_FIELDS | {"is_active"}
 
@@ -86,7 +88,8 @@ async def _destination(gw: Gateway, value: Any) -> str:
     if block:
         parts = urlsplit(url)
         try:
-            await checked_address(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+            with trio.move_on_after(RESOLVE_TIMEOUT_S):  # a slow resolver does not hold the request
+                await checked_address(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
         except BlockedDestination as exc:
             raise ParamError("url", str(exc)) from None
         except httpx.HTTPError:
