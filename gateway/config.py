@@ -223,6 +223,10 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
             _check(f.type != "replay" or bool(f.path), f"[feeds[{i}]] path is required for a replay feed")
         parts["feeds"] = feeds
     cfg = Config(**parts, base_dir=base_dir or Path.cwd())
+    w = cfg.webhooks
+    _check(1 <= w.concurrency <= 1000, "[webhooks] concurrency must be between 1 and 1000")
+    _check(1 <= w.per_key_concurrency <= w.concurrency,
+           f"[webhooks] per_key_concurrency must be between 1 and concurrency ({w.concurrency})")
     s = cfg.streams
     _check(1 <= s.heartbeat_s <= 30, "[streams] heartbeat_s must be between 1 and 30")
     _check(s.write_stall_timeout_s > 0, "[streams] write_stall_timeout_s must be > 0")
@@ -233,10 +237,6 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
     _check(cfg.database.checkpoint_interval_s > 0, "[database] checkpoint_interval_s must be > 0")
     _check(0 <= cfg.server.port <= 65535, "[server] port must be between 0 and 65535")
     _check(cfg.server.gc_full_pass_every >= 1, "[server] gc_full_pass_every must be >= 1")
-    w = cfg.webhooks
-    _check(1 <= w.concurrency <= 1000, "[webhooks] concurrency must be between 1 and 1000")
-    _check(1 <= w.per_key_concurrency <= w.concurrency,
-           f"[webhooks] per_key_concurrency must be between 1 and concurrency ({w.concurrency})")
     return cfg
 
 
