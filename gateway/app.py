@@ -192,7 +192,9 @@ async def serve(
     gw = open_gateway(config, clock=clock)
     # webhooks (issue 7): tiers with odds streams (business+) may use them; the writer wakes the worker
     gw.webhooks = WebhookWorker(gw.store, catalog=gw.universe.catalog,
-                                tiers=[name for name, t in config.tiers.items() if t.odds_streams])
+                                tiers=[name for name, t in config.tiers.items() if t.odds_streams],
+                                concurrency=config.webhooks.concurrency, per_key=config.webhooks.per_key_concurrency,
+                                block_private=config.webhooks.block_private_addresses)
     gw.writer.on_commit.append(gw.webhooks.on_commit)
     if ready is not None:
         ready(gw)

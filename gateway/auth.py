@@ -216,8 +216,13 @@ class ConnectionCaps:
         return len(self.slots.get(key_id, ()))
 
 
+def burst_size(per_minute: int) -> int:
+    """Requests a key may send at once: a tenth of its per-minute rate, at least 10."""
+    return int(max(10.0, per_minute / 10.0))
+
+
 class RateLimiter:
-    """Token bucket per key: `per_minute` requests, bursts up to a tenth of it (at least 10)."""
+    """Token bucket per key: `per_minute` requests, bursts up to `burst_size` (a tenth, >= 10)."""
 
     def __init__(self) -> None:
         self._buckets: dict[int, tuple[float, float]] = {}
@@ -225,7 +230,7 @@ class RateLimiter:
     def check(self, key_id: int, per_minute: int, now: float) -> float:
         """Return 0 if allowed, else the seconds to wait before retrying."""
         rate = per_minute / 60.0
-        burst = max(10.0, per_minute / 10.0)
+        burst = float(max(burst_size(per_minute), per_minute / 10.0))
         tokens, last = self._buckets.get(key_id, (burst, now))
         tokens = min(burst, tokens + (now - last) * rate)
         if tokens >= 1.0:

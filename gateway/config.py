@@ -95,6 +95,15 @@ class BooksConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WebhooksConfig:
+    # refuse destinations that are not public addresses (loopback, private, link-local...):
+    # checked on the address each POST connects to (gateway/webhooks/guard.py)
+    block_private_addresses: bool = False
+    concurrency: int = 20  # POSTs in flight, all keys (deliveries and /test)
+    per_key_concurrency: int = 5  # of which one key may hold at most this many
+
+
+@dataclass(frozen=True, kw_only=True)
 class TierConfig:
     max_connections: int
     pbp_sse: bool
@@ -145,6 +154,7 @@ class Config:
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     books: BooksConfig = field(default_factory=BooksConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     tiers: Mapping[str, TierConfig] = field(default_factory=lambda: dict(DEFAULT_TIERS))
     feeds: tuple[FeedConfig, ...] = ()
     base_dir: Path = field(default_factory=Path.cwd)
@@ -199,12 +209,13 @@ def _check(cond: bool, message: str) -> None:
 
 
 def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Config:
-    known = {"server", "database", "streams", "sources", "demo", "books", "tiers", "feeds"}
+    known = {"server", "database", "streams", "sources", "demo", "books", "tiers", "feeds", "webhooks"}
     unknown = sorted(data.keys() - known)
     _check(not unknown, f"unknown top-level key(s): {', '.join(unknown)}")
     parts: dict[str, Any] = {}
     for name, cls in (("server", ServerConfig), ("database", DatabaseConfig), ("streams", StreamsConfig),
-                      ("sources", SourcesConfig), ("demo", DemoConfig), ("books", BooksConfig)):
+                      ("sources", SourcesConfig), ("demo", DemoConfig), ("books", BooksConfig),
+                      ("webhooks", WebhooksConfig)):
         if name in data:
             parts[name] = _build(cls, data[name], name)
     if "tiers" in data:
@@ -222,6 +233,10 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
             _check(f.type != "replay" or bool(f.path), f"[feeds[{i}]] path is required for a replay feed")
         parts["feeds"] = feeds
     cfg = Config(**parts, base_dir=base_dir or Path.cwd())
+    w = cfg.webhooks
+    _check(1 <= w.concurrency <= 1000, "[webhooks] concurrency must be between 1 and 1000")
+    _check(1 <= w.per_key_concurrency <= w.concurrency,
+           f"[webhooks] per_key_concurrency must be between 1 and concurrency ({w.concurrency})")
     s = cfg.streams
     _check(1 <= s.heartbeat_s <= 30, "[streams] heartbeat_s must be between 1 and 30")
     _check(s.write_stall_timeout_s > 0, "[streams] write_stall_timeout_s must be > 0")

@@ -223,7 +223,7 @@ async def test_end_to_end_live_points_and_source_health(tmp_path: Path) -> None:
                 row = rows[0]
                 assert (row["match_id"], row["home_team"], row["away_team"], row["score_b"]) == (
                     GAME, "Lakers", "Thunder", "8")
-                assert row["state"] == {"period": "1", "clock": "PT7:40", "status": "in_progress"}
+                assert row["state"] == {"period": 1, "clock": "PT7:40", "status": "in_progress"}
                 assert row["source"] == "nba_live"
                 fresh = await _get(c, health, key, lambda b: b["count"] == 1)
                 assert fresh["results"][0]["source"] == "nba_live"

@@ -105,12 +105,17 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-@pytest.fixture
-async def receiver(nursery: trio.Nursery) -> Receiver:
+async def start_receiver(nursery: trio.Nursery, path: str = "/hook") -> Receiver:
+    """A Receiver serving in `nursery`; its `url` ends with `path`."""
     r = Receiver()
     urls = await nursery.start(r.serve)
-    r.url = urls[0] + "/hook"
+    r.url = urls[0] + path
     return r
+
+
+@pytest.fixture
+async def receiver(nursery: trio.Nursery) -> Receiver:
+    return await start_receiver(nursery)
 
 
 async def create_hook(c: httpx.AsyncClient, key: str, url: str, **fields: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeGuard
 
+from .client_json import encodable
 from .time import ms_from_iso
 
 
@@ -24,6 +25,9 @@ MAX_DESCRIPTION = 2000
 MIN_MS = 100_000_000_000
 MAX_MS = 10_000_000_000_000  # year 2286: anything later is garbage, not a time
 MAX_POINT = 100_000.0
+MAX_SCORE = 999_999  # an integer score past this is garbage (and SQLite/JSON clients choke on huge ints)
+MAX_PERIOD = 999
+MAX_CLOCK = 40
 
 
 def text(row: Mapping[str, Any], name: str, *, max_len: int = MAX_TEXT) -> str | None:
@@ -33,10 +37,19 @@ def text(row: Mapping[str, Any], name: str, *, max_len: int = MAX_TEXT) -> str |
         return None
     if not isinstance(value, str):
         raise RowError(f"{name}: expected a string, got {type(value).__name__}")
-    if not value.strip():
-        raise RowError(f"{name}: must not be empty")
     if len(value) > max_len:
         raise RowError(f"{name}: longer than {max_len} characters")
+    check_unicode(name, value)
+    if not value.strip():
+        raise RowError(f"{name}: must not be empty")
+    return value
+
+
+def check_unicode(name: str, value: str) -> str:
+    """`value`, if the store can take it: a JSON escape such as `\\ud800` yields a lone UTF-16
+    surrogate, which cannot be encoded as UTF-8 (SQLite would refuse the whole batch)."""
+    if not encodable(value):
+        raise RowError(f"{name}: contains a lone UTF-16 surrogate (not valid Unicode text)")
     return value
 
 
@@ -100,6 +113,8 @@ def number(row: Mapping[str, Any], name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RowError(f"{name}: expected a number, got {type(value).__name__}")
+    if is_int(value) and abs(value) > MAX_POINT:  # before isfinite: a huge int overflows a float
+        raise RowError(f"{name}: not a finite number within +-{MAX_POINT:g}")
     if not math.isfinite(value) or abs(value) > MAX_POINT:
         raise RowError(f"{name}: {value!r} is not a finite number within +-{MAX_POINT:g}")
     return float(value)

@@ -48,6 +48,7 @@ class Filter:
     threshold: int = 10
     direction: str | None = None  # None = both
     live_only: bool = False
+    drops: bool = False  # drop frames are in scope, so threshold and direction mean something
 
     def matches(self, f: Frame) -> bool:
         if self.event_ids is not None and f.event_id not in self.event_ids:
@@ -68,18 +69,20 @@ class Filter:
         )
 
     def describe(self) -> dict[str, object]:
-        """The filter as the `connected` frame reports it."""
+        """The filter as the `connected` frame reports it: the drop filters (threshold,
+        direction) only where drops are in scope (not on the odds or PBP streams)."""
         def lst(s: frozenset[str] | None) -> list[str] | None:
             return sorted(s) if s is not None else None
 
-        return {
+        out: dict[str, object] = {
             "event_id": lst(self.event_ids),
             "bookmakers": lst(self.bookmakers),
             "markets": lst(self.markets),
             "kinds": lst(self.kinds),
-            "threshold": self.threshold,
-            "direction": self.direction or "both",
         }
+        if self.drops:
+            out.update(threshold=self.threshold, direction=self.direction or "both")
+        return out
 
 
 def csv(params: Params, name: str) -> list[str] | None:
@@ -160,6 +163,7 @@ def parse_filter(params: Params, catalog: Catalog, *, drops: bool = False) -> Fi
         kinds=kinds,
         threshold=threshold,
         direction=direction,
+        drops=drops,
     )
 
 

@@ -75,7 +75,7 @@ class Play:
     score_a: str
     score_b: str
     description: str
-    period: int | str | None
+    period: int | None  # the period number (seed page: 4); live_state reports the same int
     clock: str | None
     occurred_at_ms: int
     captured_at_ms: int

@@ -13,10 +13,10 @@ from typing import Any
 from . import fields
 from .fields import RowError
 from .model import GAME_MARKETS, MARKET_OUTCOMES, PROP_OUTCOMES, Play, Quote
-from .odds import OddsError, to_american
+from .odds import MAX_AMERICAN, OddsError, to_american
 from .time import iso_from_ms
 
-__all__ = ["ODDS_FORMATS", "RowError", "parse_flat_quote", "parse_pbp_row", "parse_toa_events",
+__all__ = ["ODDS_FORMATS", "RowError", "count_toa_rows", "parse_flat_quote", "parse_pbp_row", "parse_toa_events",
            "play_to_row", "quote_to_flat"]
 ODDS_FORMATS = ("american", "decimal", "probability")
 
@@ -58,6 +58,8 @@ def _price(row: Mapping[str, Any]) -> int:
         raise RowError("price: required")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RowError(f"price: expected a number, got {type(value).__name__}")
+    if fields.is_int(value) and abs(value) > MAX_AMERICAN:  # a huge int would overflow the float maths
+        raise RowError(f"price: must be within +-{MAX_AMERICAN} in any format")
     try:
         return to_american(value, fmt)
     except OddsError as exc:
@@ -209,6 +211,28 @@ def _toa_event(i: int, raw: object, fmt: str, now_ms: int) -> tuple[list[Quote],
     return quotes, errors
 
 
+def count_toa_rows(payload: object) -> int:
+    """How many rows (outcomes) a TOA event list holds, counted before parsing it, so a
+    request's row cap counts rows, not events. Malformed parts count as one row each."""
+    if not isinstance(payload, list):
+        return 0
+    total = 0
+    for ev in payload:
+        books = ev.get("bookmakers") if isinstance(ev, dict) else None
+        if not isinstance(books, list):
+            total += 1
+            continue
+        for book in books:
+            markets = book.get("markets") if isinstance(book, dict) else None
+            if not isinstance(markets, list):
+                total += 1
+                continue
+            for market in markets:
+                outcomes = market.get("outcomes") if isinstance(market, dict) else None
+                total += len(outcomes) if isinstance(outcomes, list) else 1
+    return total
+
+
 def parse_toa_events(
     payload: object, *, now_ms: int, odds_format: str = "decimal"
 ) -> tuple[list[Quote], list[tuple[int, str]]]:
@@ -235,28 +259,48 @@ def parse_toa_events(
 def _score(row: Mapping[str, Any], name: str) -> str:
     value = row.get(name)
     if fields.is_int(value):
-        if value < 0:
-            raise RowError(f"{name}: must not be negative")
+        if not 0 <= value <= fields.MAX_SCORE:
+            raise RowError(f"{name}: must be between 0 and {fields.MAX_SCORE}")
         return str(value)
     if isinstance(value, str) and value.strip() and len(value) <= 20:
-        return value
+        return fields.check_unicode(name, value)
     if value is None:
         raise RowError(f"{name}: required")
-    raise RowError(f"{name}: expected a non-empty string or an integer, got {value!r}")
+    shown = repr(value[:40]) if isinstance(value, str) else type(value).__name__
+    raise RowError(f"{name}: expected a non-empty string of at most 20 characters or an integer, got {shown}")
 
 
-def _state(row: Mapping[str, Any]) -> tuple[int | str | None, str | None, str]:
+def _period(state: Mapping[str, Any]) -> int | None:
+    """The period number (seed page: `"period": 4`); a string of digits is taken as its number."""
+    period = state.get("period")
+    if isinstance(period, str) and len(period) <= 10 and period.strip().isascii() and period.strip().isdigit():
+        period = int(period)
+    if period is None:
+        return None
+    if not fields.is_int(period):
+        shown = repr(period[:40]) if isinstance(period, str) else type(period).__name__
+        raise RowError(f"state.period: expected the period number (an integer: 1, 2, ...; overtime goes on "
+                       f"counting), got {shown}")
+    if not 0 <= period <= fields.MAX_PERIOD:
+        raise RowError(f"state.period: must be between 0 and {fields.MAX_PERIOD}")
+    return period
+
+
+def _state(row: Mapping[str, Any]) -> tuple[int | None, str | None, str]:
     raw = row.get("state")
     state = {} if raw is None else fields.mapping(raw, "state")
-    period = state.get("period")
-    if period is not None and not fields.is_int(period) and not isinstance(period, str):
-        raise RowError(f"state.period: expected an integer or a string, got {type(period).__name__}")
+    period = _period(state)
     clock = state.get("clock")
-    if clock is not None and not isinstance(clock, str):
-        raise RowError(f"state.clock: expected a string, got {type(clock).__name__}")
+    if clock is not None and (not isinstance(clock, str) or len(clock) > fields.MAX_CLOCK):
+        raise RowError(f"state.clock: expected a string of at most {fields.MAX_CLOCK} characters")
+    if clock is not None:
+        fields.check_unicode("state.clock", clock)
     status = state.get("status")
     if status is not None and (not isinstance(status, str) or not status.strip() or len(status) > 40):
-        raise RowError(f"state.status: expected a short non-empty string, got {status!r}")
+        shown = repr(status[:40]) if isinstance(status, str) else type(status).__name__
+        raise RowError(f"state.status: expected a non-empty string of at most 40 characters, got {shown}")
+    if status is not None:
+        fields.check_unicode("state.status", status)
     return period, clock, "in_progress" if status is None else status
 
 
@@ -269,6 +313,7 @@ def parse_pbp_row(row: object, *, now_ms: int) -> Play:
     description = r.get("description", "")
     if not isinstance(description, str) or len(description) > fields.MAX_DESCRIPTION:
         raise RowError(f"description: expected a string of at most {fields.MAX_DESCRIPTION} characters")
+    fields.check_unicode("description", description)
     period, clock, status = _state(r)
     return Play(
         match_id=fields.req_text(r, "match_id"),

@@ -7,12 +7,13 @@ handler raises `ApiError` and never builds an error response itself.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import g, request
 
-from ..auth import ApiKey, hash_key, lookup_key
+from ..auth import ApiKey, burst_size, hash_key, lookup_key
 from ..core.filters import ParamError, Params
 
 if TYPE_CHECKING:
@@ -41,16 +42,48 @@ def params() -> Params:
     return request.args.to_dict(flat=False)
 
 
-def key_from(headers: Any, args: Any) -> str | None:
-    """The API key from any accepted form; a header wins over a query parameter."""
-    key = headers.get("X-API-Key")
-    if not key:
-        auth = headers.get("Authorization", "")
-        if auth[:7].lower() == "bearer ":
-            key = auth[7:].strip()
-    if not key:
-        key = args.get("apiKey") or args.get("api_key")
-    return key or None
+KEY_PARAMS = ("apiKey", "api_key")
+
+
+def key_from(headers: Any, args: Any, *, header_keys: Iterable[str] = ()) -> str | None:
+    """The API key from any accepted form, or None.
+
+    Header forms (`X-API-Key`, `Authorization: Bearer`, and `header_keys`: the WebSocket
+    `apikey.KEY` subprotocols) win over the query parameters (`apiKey`, `api_key`), which are
+    looked at only when no header carries a key. Within the forms that count, every key given
+    must be the same (repeats are fine): two different keys are a 400 `invalid_param`, so a
+    proxy that appends its own header cannot be overridden by a client that sends one too.
+    """
+    from_headers = [*_values(headers, "X-API-Key"), *_bearer(headers), *(k for k in header_keys if k)]
+    if from_headers:
+        return _one(from_headers, "X-API-Key", "in its headers (X-API-Key, Authorization: Bearer, apikey. subprotocol)")
+    from_query = [v.strip() for name in KEY_PARAMS for v in _getlist(args, name) if v.strip()]
+    if from_query:
+        return _one(from_query, "apiKey", "in its query parameters (apiKey, api_key)")
+    return None
+
+
+def _one(keys: list[str], param: str, where: str) -> str:
+    if any(k != keys[0] for k in keys):
+        raise ApiError(400, "invalid_param", f"the request carries {len(set(keys))} different API keys {where}; "
+                       "send exactly one", param=param)
+    return keys[0]
+
+
+def _getlist(multi: Any, name: str) -> list[str]:
+    if hasattr(multi, "getlist"):
+        return [str(v) for v in multi.getlist(name)]
+    value = multi.get(name)
+    return [] if value is None else [str(value)]
+
+
+def _values(headers: Any, name: str) -> list[str]:
+    """A header's values, also when a proxy joined repeated lines with commas (keys have none)."""
+    return [part.strip() for value in _getlist(headers, name) for part in value.split(",") if part.strip()]
+
+
+def _bearer(headers: Any) -> list[str]:
+    return [v[7:].strip() for v in _values(headers, "Authorization") if v[:7].lower() == "bearer " and v[7:].strip()]
 
 
 async def resolve_key(gw: Gateway, key: str | None) -> ApiKey:
@@ -87,9 +120,11 @@ async def authenticate(*, rate_limited: bool = True) -> ApiKey:
     wait = gw.rate_limiter.check(api_key.id, tier.requests_per_minute, time.monotonic())
     if wait > 0:
         retry = max(1, int(wait + 0.999))
+        burst = burst_size(tier.requests_per_minute)
         raise ApiError(429, "rate_limit", f"too many requests for tier {api_key.tier} "
-                       f"({tier.requests_per_minute}/min)", headers={"Retry-After": str(retry)},
-                       retry_after_seconds=retry, limit=tier.requests_per_minute)
+                       f"({tier.requests_per_minute}/min, bursts of up to {burst}); retry in {retry} s",
+                       headers={"Retry-After": str(retry)}, retry_after_seconds=retry,
+                       limit=tier.requests_per_minute, burst=burst)
     return api_key
 
 

@@ -6,6 +6,7 @@ import logging
 import re
 import secrets
 import time
+from urllib.parse import unquote_plus
 
 from quart import Response, g, has_request_context, has_websocket_context, jsonify, request, websocket
 from quart_trio import QuartTrio
@@ -17,13 +18,47 @@ from .common import ApiError
 logger = logging.getLogger("gateway.access")
 app_logger = logging.getLogger("gateway.web")
 
-_SECRET_PARAMS = re.compile(r"(?i)((?:api_?key|apikey)=)[^&\s]*")
 CORS_HEADERS = "X-API-Key, Authorization, Last-Event-ID, Content-Type, X-Request-ID"
+# a parameter is secret when its name or value, percent-decoded, reads like a key's name
+# (apiKey, api_key, APIKEY, Api-Key, ...) or holds a gateway key (gw_ + its token)
+_KEY_NAME = re.compile(r"(?i)api[\s_.\-]*key")
+_KEY_TOKEN = re.compile(r"gw_[A-Za-z0-9_\-]{6,}")
+
+
+def _decoded(text: str) -> str:
+    """Percent- and plus-decoded until stable (a client may encode twice: `%2561piKey`)."""
+    for _ in range(3):
+        plain = unquote_plus(text)
+        if plain == text:
+            break
+        text = plain
+    return text
+
+
+def _redact_param(piece: str) -> str:
+    plain = _decoded(piece)
+    if not (_KEY_NAME.search(plain) or _KEY_TOKEN.search(plain)):
+        return piece
+    name, eq, _ = piece.partition("=")
+    return f"{name}=***" if eq and not _KEY_TOKEN.search(_decoded(name)) else "***"
 
 
 def redact(text: str) -> str:
-    """Hide key values in a query string: `apiKey=gw_abc` -> `apiKey=***`."""
-    return _SECRET_PARAMS.sub(r"\1***", text)
+    """A path and query string fit for a log line. Names are compared after percent-decoding,
+    as the query parsers that accept keys decode them (`?%61piKey=gw_abc` is `apiKey`), so any
+    parameter whose decoded name or value reads like a key name gets its value replaced:
+    `apiKey=gw_abc` -> `apiKey=***`. A gateway key anywhere else (the path, a fragment sent
+    by mistake) becomes `gw_***`."""
+    path, sep, query = text.partition("?")
+    if unquote_plus(path) != path and _KEY_TOKEN.search(_decoded(path)):
+        path = _decoded(path)
+    path = _KEY_TOKEN.sub("gw_***", path)
+    if not sep:
+        return path
+    return path + "?" + "".join(_redact_param(p) for p in _PARAM_SPLIT.split(query))
+
+
+_PARAM_SPLIT = re.compile(r"([&;])")
 
 
 COOKIE_ONLY_PATHS = ("/dashboard", "/ws/live", "/v1/ws/live", "/v1/session")

@@ -3,19 +3,22 @@
 Each row is validated on its own: good rows are stored, bad rows come back with their index
 and reason. A body that is not a JSON list stores nothing. The response is sent after the
 rows are committed, so a 200 means they are in the store (and already published).
+
+A request holds at most MAX_ROWS rows: flat quotes and PBP rows count one each, a The Odds
+API event list counts its outcomes (one event with 60,000 outcomes is 60,000 rows).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
 from ..app import current_gateway
+from ..core import client_json
 from ..core.model import Play, Quote
-from ..core.parse import RowError, parse_flat_quote, parse_pbp_row, parse_toa_events
+from ..core.parse import RowError, count_toa_rows, parse_flat_quote, parse_pbp_row, parse_toa_events
 from ..writer import wall_ms
 from .common import ApiError, authenticate
 
@@ -28,9 +31,9 @@ _SOURCE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 async def _body_list() -> list[Any]:
     raw = await request.get_data(as_text=False)
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_body", f"body is not valid JSON: {exc}") from None
+        body = client_json.loads(raw)
+    except client_json.ClientJsonError as exc:
+        raise ApiError(400, "invalid_body", f"body is {exc.message}") from None
     if isinstance(body, dict):
         for name in ("quotes", "events", "plays", "data"):
             if isinstance(body.get(name), list):
@@ -38,9 +41,14 @@ async def _body_list() -> list[Any]:
                 break
     if not isinstance(body, list):
         raise ApiError(400, "invalid_body", "body must be a JSON list of rows")
-    if len(body) > MAX_ROWS:
-        raise ApiError(413, "payload_too_large", f"at most {MAX_ROWS} rows per request", limit=MAX_ROWS)
+    _check_rows(len(body))
     return body
+
+
+def _check_rows(rows: int) -> None:
+    if rows > MAX_ROWS:
+        raise ApiError(413, "payload_too_large", f"at most {MAX_ROWS} rows per request (this one has {rows}; "
+                       "each outcome of a The Odds API event counts as a row)", limit=MAX_ROWS)
 
 
 async def _authorise() -> str:
@@ -69,6 +77,7 @@ async def ingest_odds() -> Response:
     quotes: list[Quote] = []
     rejected: list[dict[str, Any]] = []
     if body and all(isinstance(r, dict) and "bookmakers" in r for r in body):
+        _check_rows(count_toa_rows(body))
         fmt = request.args.get("oddsFormat", "decimal")
         if fmt not in ("decimal", "american"):
             raise ApiError(400, "invalid_param", "oddsFormat must be decimal or american", param="oddsFormat")

@@ -26,6 +26,7 @@ from quart import Blueprint, Response, g, jsonify, request
 
 from ..app import Gateway, current_gateway
 from ..auth import ApiKey
+from ..core import client_json
 from ..sessions import COOKIE_NAME, Session, make_session, read_session
 from .common import ApiError, key_from, resolve_key
 
@@ -92,9 +93,13 @@ def _body(session: Session, key: ApiKey) -> dict[str, Any]:
 
 
 async def _login_key() -> str | None:
-    data = await request.get_json(silent=True)
-    if isinstance(data, dict):
-        value = data.get("api_key") or data.get("apiKey")
+    if request.is_json:
+        raw = await request.get_data(as_text=False)
+        try:  # no key is needed to get here: the body is parsed with the same bounds as everywhere
+            data = client_json.loads(raw, strict_text=True) if raw.strip() else None
+        except client_json.ClientJsonError as exc:
+            raise ApiError(400, "invalid_body", f"body is {exc.message}") from None
+        value = data.get("api_key") or data.get("apiKey") if isinstance(data, dict) else None
         if value is not None and not isinstance(value, str):
             raise ApiError(400, "invalid_param", "api_key must be a string", param="api_key")
         if value:

@@ -44,17 +44,25 @@ ROUTES = (
 
 
 class Headers:
-    """Case-insensitive, read-only view of ASGI headers (the last value of a name wins)."""
+    """Case-insensitive, read-only view of ASGI headers: `get` gives a name's first value (as
+    Quart's headers do), `getlist` every value (key extraction refuses two different keys)."""
 
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
-        self._h = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
+        self._h: dict[str, list[str]] = {}
+        for k, v in raw:
+            self._h.setdefault(k.decode("latin-1").lower(), []).append(v.decode("latin-1"))
 
     def get(self, name: str, default: Any = None) -> Any:
-        return self._h.get(name.lower(), default)
+        values = self._h.get(name.lower())
+        return values[0] if values else default
+
+    def getlist(self, name: str) -> list[str]:
+        return list(self._h.get(name.lower(), ()))
 
 
 class Args:
-    """First value of each query parameter, as Quart's `request.args.get` gives it."""
+    """First value of each query parameter, as Quart's `request.args.get` gives it; `getlist`
+    gives them all."""
 
     def __init__(self, multi: dict[str, list[str]]) -> None:
         self._multi = multi
@@ -62,6 +70,9 @@ class Args:
     def get(self, name: str, default: Any = None) -> Any:
         values = self._multi.get(name)
         return values[0] if values else default
+
+    def getlist(self, name: str) -> list[str]:
+        return list(self._multi.get(name, ()))
 
 
 class StreamsApp:

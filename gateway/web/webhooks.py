@@ -6,17 +6,20 @@ stream's and are validated by the same code (400 invalid_param naming the field)
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import trio
 from quart import Blueprint, Response, jsonify, request
 
 from ..app import Gateway, current_gateway
 from ..auth import ApiKey
+from ..core import client_json
 from ..core.filters import ParamError, int_param, one
 from ..webhooks import queries as q
+from ..webhooks.guard import BlockedDestination, checked_address, webhook_client
 from ..webhooks.model import (
     FILTER_FIELDS,
     Webhook,
@@ -34,6 +37,7 @@ from .common import ApiError, authenticate, bad_param, params, require_stream_ti
 bp = Blueprint("webhooks", __name__)
 
 MAX_PER_KEY = 25
+RESOLVE_TIMEOUT_S = 5.0
 CREATE_FIELDS = {"url", "destination_url", "format", "description", "events", "filters", *FILTER_FIELDS}
 PATCH_FIELDS = CREATE_FIELDS | {"is_active"}
 
@@ -55,9 +59,9 @@ async def _find(gw: Gateway, api_key: ApiKey, webhook_id: int) -> Webhook:
 async def _body(allowed: set[str]) -> dict[str, Any]:
     raw = await request.get_data(as_text=False)
     try:
-        body = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_body", f"body is not valid JSON: {exc}") from None
+        body = client_json.loads(raw, strict_text=True) if raw.strip() else {}
+    except client_json.ClientJsonError as exc:
+        raise ApiError(400, "invalid_body", f"body is {exc.message}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "body must be a JSON object")
     nested = body.pop("filters", None)
@@ -76,6 +80,23 @@ async def _body(allowed: set[str]) -> dict[str, Any]:
     return body
 
 
+async def _destination(gw: Gateway, value: Any) -> str:
+    """The URL, validated; with `block_private_addresses` its host must also resolve to public
+    addresses only (a name that does not resolve now is accepted: every send checks again)."""
+    block = gw.config.webhooks.block_private_addresses
+    url = validate_url(value, block_private=block)
+    if block:
+        parts = urlsplit(url)
+        try:
+            with trio.move_on_after(RESOLVE_TIMEOUT_S):  # a slow resolver does not hold the request
+                await checked_address(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+        except BlockedDestination as exc:
+            raise ParamError("url", str(exc)) from None
+        except httpx.HTTPError:
+            pass
+    return url
+
+
 def _wake(gw: Gateway) -> None:
     if gw.webhooks is not None:
         gw.webhooks.wake()
@@ -86,7 +107,7 @@ async def create() -> Any:
     gw, api_key = await _owner()
     body = await _body(CREATE_FIELDS)
     try:
-        url = validate_url(body.get("url"))
+        url = await _destination(gw, body.get("url"))
         fmt = validate_format(body.get("format", "json"))
         description = validate_description(body.get("description"))
         validate_events(body.get("events"))
@@ -125,7 +146,7 @@ async def patch(webhook_id: int) -> Response:
     changes: dict[str, Any] = {}
     try:
         if "url" in body:
-            changes["url"] = validate_url(body["url"])
+            changes["url"] = await _destination(gw, body["url"])
         if "format" in body:
             changes["fmt"] = validate_format(body["format"])
         if "description" in body:
@@ -166,14 +187,23 @@ async def rotate_secret(webhook_id: int) -> Response:
 
 @bp.post("/v1/webhooks/<int:webhook_id>/test")
 async def test(webhook_id: int) -> Response:
-    """Send one `test` event now (also to an inactive webhook) and report what the URL answered."""
+    """Send one `test` event now (also to an inactive webhook) and report what the URL answered.
+
+    It takes a slot of the key's share of the delivery pool like a delivery does, so a key
+    firing tests at a hanging URL delays only itself; no slot within TEST_WAIT_S is a 429."""
     gw, api_key = await _owner()
     hook = await _find(gw, api_key, webhook_id)
     worker = gw.webhooks
-    if worker is not None and worker.client is not None:
-        did, outcome = await send_test(gw.store, worker.client, hook, timeout_s=worker.timeout_s)
+    if worker is not None and worker.running:
+        result = await worker.test(hook)
+        if result is None:
+            share = worker.shares.per_key
+            raise ApiError(429, "rate_limit", f"this key already has {share} webhook POSTs in flight (deliveries "
+                           f"and tests share [webhooks] per_key_concurrency = {share}); retry when they finish",
+                           headers={"Retry-After": "5"}, retry_after_seconds=5, limit=share)
+        did, outcome = result
     else:
-        async with httpx.AsyncClient() as client:
+        async with webhook_client(block_private=gw.config.webhooks.block_private_addresses) as client:
             did, outcome = await send_test(gw.store, client, hook, timeout_s=TIMEOUT_S)
     return jsonify({"delivery_id": did, "webhook_id": hook.id, "delivered": outcome.ok,
                     "status_code": outcome.status, "error": outcome.error,

@@ -111,23 +111,22 @@ async def ws_live(sport_key: str) -> None:
     await serve_socket(sport_key, live=True)
 
 
-def subprotocol_key(requested: list[str]) -> tuple[str | None, str | None]:
-    """(key, subprotocol to echo) from `Sec-WebSocket-Protocol: apikey.KEY`."""
-    for proto in requested:
-        if proto.startswith(SUBPROTOCOL_PREFIX) and len(proto) > len(SUBPROTOCOL_PREFIX):
-            return proto[len(SUBPROTOCOL_PREFIX):], proto
-    return None, None
+def subprotocol_keys(requested: list[str]) -> tuple[list[str], str | None]:
+    """(keys, subprotocol to echo) from `Sec-WebSocket-Protocol: apikey.KEY`; the keys count
+    as header forms in `key_from` (two different ones are refused)."""
+    found = [p for p in requested if p.startswith(SUBPROTOCOL_PREFIX) and len(p) > len(SUBPROTOCOL_PREFIX)]
+    return [p[len(SUBPROTOCOL_PREFIX):] for p in found], (found[0] if found else None)
 
 
 async def serve_socket(sport_key: str, *, live: bool) -> None:
     gw = current_gateway()
     ws: Any = websocket._get_current_object()  # type: ignore[attr-defined]  # the real object, for tasks
-    proto_key, subprotocol = subprotocol_key(ws.requested_subprotocols)
+    proto_keys, subprotocol = subprotocol_keys(ws.requested_subprotocols)
     await ws.accept(subprotocol=subprotocol)
     try:
         if gw.shutting_down:
             raise Reject(1001, "unavailable", "the gateway is shutting down; reconnect shortly")
-        api_key, how = await authorise(gw, ws, proto_key, live=live)
+        api_key, how = await authorise(gw, ws, proto_keys, live=live)
         spec = build_spec(gw, ws, api_key, how, sport_key, live)
         limit = gw.config.tiers[api_key.tier].max_connections
         slot = gw.caps.try_acquire(api_key.id, limit, api_key.tier, needs="odds")
@@ -166,8 +165,11 @@ def _reason(text: str) -> str:
     return text.encode()[:120].decode(errors="ignore")
 
 
-async def authorise(gw: Gateway, ws: Any, proto_key: str | None, *, live: bool) -> tuple[ApiKey, str]:
-    key = key_from(ws.headers, {}) or proto_key or key_from({}, ws.args)
+async def authorise(gw: Gateway, ws: Any, proto_keys: list[str], *, live: bool) -> tuple[ApiKey, str]:
+    try:
+        key = key_from(ws.headers, ws.args, header_keys=proto_keys)
+    except ApiError as exc:  # two different keys
+        raise Reject(1008, exc.error, exc.message, **exc.extra) from None
     if key is None and live:
         token = ws.cookies.get(COOKIE_NAME)
         if token:

@@ -18,10 +18,10 @@ Anything else raises `BadMessage`, which the transport answers with a `bad_messa
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..core import client_json
 from ..core.filters import DIRECTIONS, KINDS, Catalog, Filter, known
 
 MAX_EVENT_IDS = 1000
@@ -46,17 +46,10 @@ class Subscribe:
 
 def parse_message(raw: str | bytes) -> dict[str, Any]:
     """The message as a dict with a known `type`, or BadMessage."""
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadMessage("messages must be UTF-8 JSON text") from None
-    if len(raw) > MAX_MESSAGE_CHARS:
-        raise BadMessage(f"message too long (over {MAX_MESSAGE_CHARS} characters)")
     try:
-        msg = json.loads(raw)
-    except ValueError:
-        raise BadMessage("not valid JSON: send one JSON object per message") from None
+        msg = client_json.loads(raw, max_chars=MAX_MESSAGE_CHARS, strict_text=True)
+    except client_json.ClientJsonError as exc:
+        raise BadMessage(f"the message is {exc.message}; send one JSON object per message") from None
     if not isinstance(msg, dict):
         raise BadMessage("a message must be a JSON object with a \"type\"")
     kind = msg.get("type")

@@ -12,7 +12,6 @@ import sys
 from functools import partial
 from typing import Any
 
-import httpx
 import trio
 
 from ..config import Config
@@ -21,6 +20,7 @@ from ..store import Store, max_seq
 from ..universe import Universe
 from ..writer import wall_ms
 from . import queries as q
+from .guard import webhook_client
 from .model import FILTER_FIELDS, FORMATS, compile_filters, validate_description, validate_url
 from .signing import new_secret
 from .worker import send_test
@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace, config: Config, store: Store) -> int:
         return 0
 
     async def send() -> tuple[str, Any]:
-        async with httpx.AsyncClient() as client:
+        async with webhook_client(block_private=config.webhooks.block_private_addresses) as client:
             return await send_test(store, client, hook)
 
     did, outcome = trio.run(send)
@@ -108,7 +108,7 @@ def _create(args: argparse.Namespace, config: Config, store: Store) -> int:
     store.read_sync(universe.load)
     fields = {name: getattr(args, name) for name in FILTER_FIELDS if getattr(args, name) is not None}
     filters, _, _ = compile_filters(fields, universe.catalog())
-    url = validate_url(args.url)
+    url = validate_url(args.url, block_private=config.webhooks.block_private_addresses)
     description = validate_description(args.description)
     hook = store.write_fn_sync(lambda conn: q.insert_webhook(
         conn, key_id=key_id, url=url, description=description, fmt=args.format, filters=filters,

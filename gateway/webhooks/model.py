@@ -7,7 +7,6 @@ stream's multi-dict of params, so errors read the same and name the same field.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 from ..core.filters import Catalog, Filter, ParamError, parse_filter, parse_sports
 from ..core.frames import Frame, dumps
 from ..core.time import iso_from_ms
+from .addresses import blocked_host
 
 FORMATS = ("json", "slack", "discord")
 EVENT_TYPES = ("odds_drop",)
@@ -23,10 +23,6 @@ TEST_EVENT = "test"
 FILTER_FIELDS = ("sports", "threshold", "direction", "bookmakers", "markets", "kinds", "event_id")
 MAX_URL_LENGTH = 2048
 MAX_DESCRIPTION = 200
-# Off by default: tests and many self-hosted receivers live on 127.0.0.1 or a LAN. Set True
-# (edit or monkeypatch) to refuse URLs whose host is a loopback, private or link-local
-# address literal, or `localhost`. Host names are not resolved: this is not full SSRF defence.
-BLOCK_PRIVATE_ADDRESSES = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +54,12 @@ class Webhook:
         return out
 
 
-def validate_url(value: Any) -> str:
-    """An absolute http(s) URL with a host and no credentials; ParamError('url', why) otherwise."""
+def validate_url(value: Any, *, block_private: bool = False) -> str:
+    """An absolute http(s) URL with a host and no credentials; ParamError('url', why) otherwise.
+
+    `block_private` (`[webhooks] block_private_addresses`) also refuses a host that is a
+    non-public address literal, in any form the resolver reads (`127.1`, `0x7f000001`), or
+    `localhost`; names are resolved and checked at send time (guard.py)."""
     if not isinstance(value, str) or not value.strip():
         raise ParamError("url", "is required: the http(s) URL that receives the POSTs")
     url = value.strip()
@@ -81,19 +81,10 @@ def validate_url(value: Any) -> str:
         raise ParamError("url", "has no host")
     if port == 0:
         raise ParamError("url", "port 0 is not a valid destination")
-    if BLOCK_PRIVATE_ADDRESSES and _private(host):
-        raise ParamError("url", f"host {host} is a private, loopback or link-local address")
+    why = blocked_host(host) if block_private else None
+    if why is not None:
+        raise ParamError("url", f"{why} ([webhooks] block_private_addresses is on)")
     return url
-
-
-def _private(host: str) -> bool:
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
-        return True
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_unspecified or addr.is_reserved
 
 
 def validate_format(value: Any) -> str:

@@ -189,19 +189,23 @@ class Due:
     attempts: int
     url: str
     secret: str
+    key_id: int = 0  # the owner: the delivery pool is shared per key (shares.py)
 
 
-def due_deliveries(conn: sqlite3.Connection, now: int, per_webhook: int, limit: int) -> list[Due]:
-    """Due rows, oldest first, at most `per_webhook` of each webhook (a backlog on one dead
-    endpoint cannot crowd out the others)."""
+def due_deliveries(conn: sqlite3.Connection, now: int, per_webhook: int, per_key: int, limit: int) -> list[Due]:
+    """Due rows, oldest first, at most `per_webhook` of each webhook and `per_key` of each key
+    (a backlog on one dead endpoint, or on one key's many, cannot crowd out the others)."""
     rows = conn.execute(
-        "SELECT id, webhook_id, event_type, body, attempts, url, secret FROM ("
-        " SELECT d.id, d.webhook_id, d.event_type, d.body, d.attempts, w.url, w.secret, d.next_attempt_ms,"
-        "  ROW_NUMBER() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_ms, d.rowid) AS n"
-        " FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id JOIN api_keys k ON k.id = w.key_id"
-        " WHERE d.status = 'pending' AND d.next_attempt_ms <= ? AND w.is_active = 1 AND k.revoked_ms IS NULL"
-        ") WHERE n <= ? ORDER BY next_attempt_ms LIMIT ?",
-        (now, per_webhook, limit),
+        "SELECT id, webhook_id, event_type, body, attempts, url, secret, key_id FROM ("
+        " SELECT *, ROW_NUMBER() OVER (PARTITION BY key_id ORDER BY next_attempt_ms, rid) AS nk FROM ("
+        "  SELECT d.id, d.webhook_id, d.event_type, d.body, d.attempts, w.url, w.secret, w.key_id,"
+        "   d.next_attempt_ms, d.rowid AS rid,"
+        "   ROW_NUMBER() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_ms, d.rowid) AS nh"
+        "  FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id JOIN api_keys k ON k.id = w.key_id"
+        "  WHERE d.status = 'pending' AND d.next_attempt_ms <= ? AND w.is_active = 1 AND k.revoked_ms IS NULL"
+        " ) WHERE nh <= ?"
+        ") WHERE nk <= ? ORDER BY next_attempt_ms, rid LIMIT ?",
+        (now, per_webhook, per_key, limit),
     )
     return [Due(*r) for r in rows]
 

@@ -4,9 +4,13 @@ Persist first: drops are already in the stream log when the writer's `on_commit`
 so the hook only wakes this task (no queue to overflow, nothing to lose). The worker reads
 the drops after its watermark, matches them against the active webhooks and stores one
 pending delivery per match, advancing the watermark in the same transaction. Pending rows
-are sent by nursery tasks under a global and a per-webhook CapacityLimiter, so a slow or
-dead endpoint never delays the streams, the writer or other webhooks. After a restart the
-worker continues from its watermark and sends whatever is still pending.
+are sent by nursery tasks, each holding a slot of a pool shared fairly by keys (shares.py:
+`[webhooks] concurrency` in all, at most `per_key_concurrency` per key, at most
+PER_WEBHOOK_CONCURRENCY per webhook, keys holding the fewest served first). `/test` takes a
+slot of its key too. So a slow or dead endpoint never delays the streams or the writer, and
+one key's dead endpoints delay only that key. A task starts only once it has its slot: a
+backlog waits in SQLite, not in tasks. After a restart the worker continues from its
+watermark and sends whatever is still pending.
 """
 
 from __future__ import annotations
@@ -29,23 +33,26 @@ from ..core.frames import DROP, Frame
 from ..store import Store
 from ..writer import wall_ms
 from . import queries as q
+from .guard import USER_AGENT, Resolver, webhook_client
 from .model import TEST_EVENT, Matcher, Webhook, matcher, render_body, sample_drop
+from .shares import Shares, fair_order
 from .signing import signature_header
 
 logger = logging.getLogger(__name__)
 
 RETRY_SCHEDULE_S: tuple[float, ...] = (0.0, 30.0, 300.0)  # delay before attempt 1, 2, 3
 TIMEOUT_S = 10.0  # per attempt, connect to last header
-CONCURRENCY = 20  # POSTs in flight, all webhooks
-PER_WEBHOOK_CONCURRENCY = 4  # so one dead endpoint holds at most this many of the slots
+CONCURRENCY = 20  # POSTs in flight, all keys (config: [webhooks] concurrency)
+PER_KEY_CONCURRENCY = 5  # of which one key's ([webhooks] per_key_concurrency)
+PER_WEBHOOK_CONCURRENCY = 4  # so one dead endpoint holds at most this many of its key's slots
+TEST_WAIT_S = 5.0  # a /test waits this long for a slot of its key, then gets 429
 DISABLE_AFTER = 5  # consecutive deliveries that failed every attempt
 POLL_S = 5.0  # also look for due rows this often (rows the CLI wrote, clock drift)
 MIN_PASS_INTERVAL_S = 0.05  # coalesce bursts of commits into one pass
 READ_CHUNK = 1000
-MAX_IN_FLIGHT = 1000
+DUE_READ_LIMIT = 5000  # due rows looked at per pass (already bounded per webhook and per key)
 RETENTION_MS = 7 * 24 * 3600 * 1000  # finished deliveries are listed this long
 PRUNE_EVERY_S = 3600.0
-USER_AGENT = "gateway-webhooks/0.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +82,7 @@ async def post_once(client: httpx.AsyncClient, due: q.Due, *, timeout_s: float, 
                 status = resp.status_code
         except httpx.TimeoutException:
             error = f"timeout after {timeout_s:g} s"
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: a host httpx will not parse
             error = f"{type(exc).__name__}: {exc}"[:300]
     if scope.cancelled_caught:
         error = f"timeout after {timeout_s:g} s"
@@ -95,7 +102,7 @@ async def send_test(store: Store, client: httpx.AsyncClient, hook: Webhook, *, t
     now = clock()
     did = new_delivery_id()
     body = render_body(hook.format, delivery_id=did, event_type=TEST_EVENT, timestamp_ms=now, data=sample_drop(now))
-    due = q.Due(did, hook.id, TEST_EVENT, body, 0, hook.url, hook.secret)
+    due = q.Due(did, hook.id, TEST_EVENT, body, 0, hook.url, hook.secret, hook.key_id)
     outcome = await post_once(client, due, timeout_s=timeout_s, now_s=now / 1000)
     await store.write_fn(partial(q.record_test, due=due, created_ms=now, now=clock(), ok=outcome.ok,
                                  status=outcome.status, error=outcome.error))
@@ -107,16 +114,21 @@ class WebhookWorker:
 
     def __init__(self, store: Store, *, catalog: Callable[[], Catalog], tiers: Iterable[str],
                  client: httpx.AsyncClient | None = None, retry_schedule: Iterable[float] | None = None,
-                 timeout_s: float | None = None, concurrency: int | None = None,
+                 timeout_s: float | None = None, concurrency: int | None = None, per_key: int | None = None,
+                 block_private: bool = False, resolver: Resolver | None = None,
                  clock: Callable[[], int] = wall_ms) -> None:
         self.store = store
         self.catalog = catalog
         self.tiers = tuple(tiers)
         self.client = client
+        self.block_private = block_private
+        self.resolver = resolver
         self.retry_schedule = tuple(RETRY_SCHEDULE_S if retry_schedule is None else retry_schedule) or (0.0,)
         self.timeout_s = TIMEOUT_S if timeout_s is None else timeout_s
         self.clock = clock
-        self._limiter = trio.CapacityLimiter(concurrency or CONCURRENCY)
+        total = concurrency or CONCURRENCY
+        self.shares = Shares(total, min(total, per_key or PER_KEY_CONCURRENCY))
+        self._freed = trio.Event()  # set (and replaced) whenever a slot is given back
         self._per_hook: dict[int, int] = {}  # webhook id -> attempts in flight
         self._in_flight: set[str] = set()
         self._finished: set[str] = set()  # ids whose attempt ended since the current due read began
@@ -139,7 +151,8 @@ class WebhookWorker:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with AsyncExitStack() as stack:
             if self.client is None:
-                self.client = await stack.enter_async_context(httpx.AsyncClient(headers={"User-Agent": USER_AGENT}))
+                self.client = await stack.enter_async_context(webhook_client(block_private=self.block_private,
+                                                                             resolver=self.resolver))
             client = self.client
             self.watermark = await self.store.write_fn(partial(q.start_position, tiers=self.tiers))
             async with trio.open_nursery() as nursery:
@@ -211,20 +224,23 @@ class WebhookWorker:
         return out
 
     async def _dispatch(self, nursery: trio.Nursery, client: httpx.AsyncClient) -> float:
-        """Start a task per due delivery; return how long the loop may sleep."""
+        """Start a task per due delivery that can have a slot now; return how long the loop may sleep."""
         now = self.clock()
-        if len(self._in_flight) < MAX_IN_FLIGHT:
+        if not self.shares.full:
             # The read is a snapshot: an attempt recorded while it runs still looks pending in
             # it, so ids that finished meanwhile are skipped (their wake brings another pass).
             self._finished.clear()
-            # in-flight rows are still pending, so ask for twice the per-webhook share
+            # in-flight rows are still pending, so ask for twice the per-webhook/per-key share
             due = await self.store.read(partial(q.due_deliveries, now=now, per_webhook=2 * PER_WEBHOOK_CONCURRENCY,
-                                                limit=MAX_IN_FLIGHT + len(self._in_flight)))
-            for d in due:
+                                                per_key=2 * self.shares.per_key, limit=DUE_READ_LIMIT))
+            for d in fair_order(due, key=lambda d: d.key_id, held=self.shares.held):
+                if self.shares.full:
+                    break
                 busy = self._per_hook.get(d.webhook_id, 0)
                 if (d.id in self._in_flight or d.id in self._finished or busy >= PER_WEBHOOK_CONCURRENCY
-                        or len(self._in_flight) >= MAX_IN_FLIGHT):
+                        or not self.shares.can_take(d.key_id)):
                     continue
+                self.shares.take(d.key_id)
                 self._in_flight.add(d.id)
                 self._per_hook[d.webhook_id] = busy + 1
                 nursery.start_soon(self._attempt, client, d)
@@ -233,10 +249,32 @@ class WebhookWorker:
             return POLL_S
         return max(0.0, min(POLL_S, (nxt - self.clock()) / 1000))
 
+    def _give(self, key_id: int) -> None:
+        self.shares.give(key_id)
+        self._freed.set()
+        self._freed = trio.Event()
+        self._wake.set()
+
+    async def test(self, hook: Webhook, *, wait_s: float | None = None) -> tuple[str, Outcome] | None:
+        """A `/test` send under its key's share of the pool; None if no slot came within `wait_s`."""
+        if not self.running or self.client is None:
+            return None
+        got = False
+        with trio.move_on_after(TEST_WAIT_S if wait_s is None else wait_s):
+            while not self.shares.can_take(hook.key_id):
+                await self._freed.wait()
+            self.shares.take(hook.key_id)  # no checkpoint after it: the scope cannot undo it
+            got = True
+        if not got:
+            return None
+        try:
+            return await send_test(self.store, self.client, hook, timeout_s=self.timeout_s, clock=self.clock)
+        finally:
+            self._give(hook.key_id)
+
     async def _attempt(self, client: httpx.AsyncClient, due: q.Due) -> None:
         try:
-            async with self._limiter:
-                outcome = await post_once(client, due, timeout_s=self.timeout_s, now_s=self.clock() / 1000)
+            outcome = await post_once(client, due, timeout_s=self.timeout_s, now_s=self.clock() / 1000)
             attempt = due.attempts + 1
             retry = None
             if not outcome.ok and attempt < len(self.retry_schedule):
@@ -263,4 +301,4 @@ class WebhookWorker:
             left = self._per_hook.pop(due.webhook_id, 1) - 1
             if left > 0:
                 self._per_hook[due.webhook_id] = left
-            self._wake.set()
+            self._give(due.key_id)

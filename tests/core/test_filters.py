@@ -137,9 +137,16 @@ def test_event_ids(params: Params, event_ids: set[str] | None) -> None:
 
 
 def test_empty_params_mean_no_restriction() -> None:
-    assert parse_filter({}, CAT, drops=True) == Filter()
-    assert Filter().describe() == {"event_id": None, "bookmakers": None, "markets": None, "kinds": None,
-                                   "threshold": 10, "direction": "both"}
+    assert parse_filter({}, CAT, drops=True) == Filter(drops=True)
+    assert Filter(drops=True).describe() == {"event_id": None, "bookmakers": None, "markets": None, "kinds": None,
+                                             "threshold": 10, "direction": "both"}
+
+
+def test_describe_lists_drop_filters_only_where_drops_apply() -> None:
+    """The odds and PBP streams' `connected` frame has no threshold or direction (issue 13.7)."""
+    odds = parse_filter({"threshold": ["30"], "direction": ["toward_dog"]}, CAT)
+    assert odds.describe() == {"event_id": None, "bookmakers": None, "markets": None, "kinds": None}
+    assert "threshold" in parse_filter({}, CAT, drops=True).describe()
 
 
 def test_describe_reports_the_filter_as_understood() -> None:

@@ -64,13 +64,12 @@ def test_bad_urls_name_the_reason(url: object, words: str) -> None:
     assert info.value.param == "url" and words in info.value.message
 
 
-def test_private_addresses_blocked_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_private_addresses_blocked_only_when_asked() -> None:
     assert validate_url("http://localhost:9/x")
-    monkeypatch.setattr(model, "BLOCK_PRIVATE_ADDRESSES", True)
     for url in ("http://localhost:9/x", "http://127.0.0.1/x", "http://10.1.2.3/", "http://[::1]/", "http://169.254.1.1/"):
         with pytest.raises(ParamError):
-            validate_url(url)
-    assert validate_url("https://example.com/")
+            validate_url(url, block_private=True)
+    assert validate_url("https://example.com/", block_private=True)
 
 
 def test_json_fields_become_stream_params() -> None:
