@@ -25,7 +25,7 @@ import trio
 from .auth import KeyError_, create_key, delete_key_named, list_keys, revoke_key
 from .config import Config, ConfigError, load_config
 from .resources import default_config_path
-from .startup import StartupError, check_database_exists, find_exception, preflight
+from .startup import StartupError, check_database_exists, check_database_location, find_exception, preflight
 from .store import Store, StoreError
 from .webhooks import cli as webhooks_cli
 
@@ -172,7 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _keys(args: argparse.Namespace, config: Config) -> int:
-    if args.keys_command != "create":  # list and revoke work on what is there
+    if args.keys_command == "create":  # may create the database (before a gateway first ran)
+        check_database_location(config.db_path())
+    else:  # list and revoke work on what is there
         check_database_exists(config.db_path())
     # beside a running gateway: short transactions that wait for its writer (SQLite's busy
     # timeout); the schema is left alone when the file has it. The gateway's key cache

@@ -55,13 +55,17 @@ def find_gateway(config: Config, url: str | None) -> str:
         return url.rstrip("/")
     db = config.db_path()
     owner = read_owner(db)
-    if owner is None or not owner.address:
+    if owner is None:
         raise StartupError(f"no running gateway owns {db} (nothing in {lock_path(db)}): start one with "
                            "`gateway serve` (add --record FILE to record from the start), or pass --url")
     if not pid_running(owner.pid):
         raise StartupError(f"the gateway that owned {db} ({owner.describe()}) is not running: start it, "
                            "or pass --url")
-    return owner.address
+    if not owner.address:
+        raise StartupError(f"the gateway that owns {db} ({owner.describe()}) does not listen yet: try again "
+                           "in a moment")
+    # a gateway bound to every interface is reached on this machine's loopback
+    return owner.address.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
 
 
 def stream_tier(config: Config) -> str:

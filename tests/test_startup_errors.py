@@ -155,3 +155,15 @@ def test_check_config_names_its_file_checks_feeds_and_redacts_secrets(tmp_path: 
     (tmp_path / "rec.jsonl").unlink()
     line = one_line(["check-config", "--config", str(cfg)], tmp_path)
     assert line.startswith(f"gateway: replay file {tmp_path / 'rec.jsonl'} does not exist")
+
+
+def test_key_commands_on_a_database_that_is_not_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`keys list` used to create an empty database at a mistyped path and list nothing."""
+    missing = tmp_path / "typo.db"
+    assert main(["keys", "list", "--db", str(missing)]) == 2
+    assert capsys.readouterr().err == (f"gateway: no database at {missing}: check --db or [database] path "
+                                       "(a gateway creates it when it first starts)\n")
+    assert main(["keys", "revoke", "bot1", "--db", str(missing)]) == 2
+    assert not missing.exists()
+    assert main(["keys", "create", "--tier", "pro", "--name", "x", "--db", str(tmp_path / "nope" / "k.db")]) == 2
+    assert "database directory" in capsys.readouterr().err and not (tmp_path / "nope").exists()
