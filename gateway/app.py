@@ -29,6 +29,8 @@ from .core.model import Quote
 from .feeds.runner import run_feeds
 from .hub import SHUTDOWN, Hub
 from .key_watch import watch_keys
+from .ownership import Ownership
+from .startup import find_exception, listen_error, preflight
 from .store import Store, max_seq, prune_log
 from .universe import Universe
 from .web.hypercorn_patches import Limits
@@ -185,11 +187,24 @@ async def serve(
     ready: Callable[[Gateway], None] | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the gateway until cancelled or until `shutdown` is set; report the base URL."""
+    """Run the gateway until cancelled or until `shutdown` is set; report the base URL.
+
+    Start-up order (issue 13): check what can be checked without writing (startup.py, TLS
+    files), own the database (ownership.py) before anything writes to it, open it, then
+    listen; a problem on the way is a StartupError with one line. The lock goes after the
+    store closes.
+    """
     from .tls import tls_files
 
     tls = tls_files(config)  # before anything is opened: a bad cert or key is a ConfigError
-    gw = open_gateway(config, clock=clock)
+    preflight(config, feeds=feeds)
+    ownership = Ownership(config.db_path())
+    ownership.acquire()
+    try:
+        gw = open_gateway(config, clock=clock)
+    except BaseException:
+        ownership.release()
+        raise
     # webhooks (issue 7): tiers with odds streams (business+) may use them; the writer wakes the worker
     gw.webhooks = WebhookWorker(gw.store, catalog=gw.universe.catalog,
                                 tiers=[name for name, t in config.tiers.items() if t.odds_streams],
@@ -247,10 +262,18 @@ async def serve(
             nursery.start_soon(watch_keys, gw)
             if feeds:
                 nursery.start_soon(run_feeds, config, gw.writer)
-            urls = await nursery.start(http)
+            try:
+                urls = await nursery.start(http)
+            except BaseException as exc:  # the port is taken, the host is not ours, a TLS file...
+                failed = find_exception(exc, (OSError,))
+                if not isinstance(failed, OSError):
+                    raise
+                raise listen_error(failed, config.server.host, config.server.port) from exc
+            ownership.announce(urls[0])
             task_status.started(urls[0])
         with trio.CancelScope(shield=True):
             await gw.writer.flush()
     finally:
         gw.stopped.set()
         gw.store.close()
+        ownership.release()

@@ -1,4 +1,8 @@
-"""The command line: serve, keys, replay, record, check-config. `main(argv) -> exit code`."""
+"""The command line: serve, keys, replay, record, check-config. `main(argv) -> exit code`.
+
+Start-up problems (a bad config, a database another gateway owns, a port in use, a missing
+recording...) are one line on stderr and exit status 2; `-v` adds the traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,14 @@ import dataclasses
 import gc
 import json
 import logging
+import os
 import signal
+import sqlite3
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -18,8 +26,14 @@ from . import dbtools
 from .auth import KeyError_, create_key, delete_key_named, list_keys, revoke_key
 from .config import Config, ConfigError, load_config
 from .resources import default_config_path
+from .startup import StartupError, check_database_exists, check_database_location, find_exception, preflight
 from .store import Store, StoreError
+from .web.hypercorn_patches import HypercornMismatch
 from .webhooks import cli as webhooks_cli
+
+if TYPE_CHECKING:
+    from .app import Gateway
+    from .progress import CountingRecorder
 
 logger = logging.getLogger("gateway")
 
@@ -36,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--no-feeds", action="store_true", help="only HTTP push ingest")
+    serve.add_argument("--record", type=Path, metavar="FILE", help="also record what this gateway ingests (JSONL)")
     keys = sub.add_parser("keys", help="manage API keys")
     ks = keys.add_subparsers(dest="keys_command", required=True)
     create = ks.add_parser("create", parents=[common], help="create a key and print it once")
@@ -50,30 +65,63 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--speed", type=float, default=1.0)
     replay.add_argument("--host")
     replay.add_argument("--port", type=int)
-    record = sub.add_parser("record", parents=[common], help="serve the gateway and record what it ingests")
+    record = sub.add_parser("record", parents=[common],
+                            help="record a running gateway's odds and play-by-play streams (JSONL)")
     record.add_argument("file", type=Path)
-    record.add_argument("--host")
-    record.add_argument("--port", type=int)
-    sub.add_parser("check-config", parents=[common], help="print the effective configuration")
+    record.add_argument("--url", help="the gateway's base URL (default: the --db owner's, from its lock file)")
+    record.add_argument("--key", help="an API key with both streams (default: a temporary one, revoked at the end)")
+    sub.add_parser("check-config", parents=[common],
+                   help="check the configuration (and the files it names); print it, secrets redacted")
     webhooks_cli.add_parser(sub, common)  # `gateway webhooks ...` (issue 7)
     dbtools.add_parsers(sub, common)  # `gateway backup|restore FILE`, `gateway db stats` (issue 17)
     return parser
 
 
-def _config(args: argparse.Namespace) -> Config:
+def _config(args: argparse.Namespace) -> tuple[Config, str]:
+    """The effective config and where it came from. The shipped defaults' relative paths are
+    relative to the working directory (they live inside the installed package); a user's
+    config file's are relative to that file; `--db` is relative to the working directory."""
     path = args.config
+    if path is None and Path("config.toml").is_file():
+        path = Path("config.toml").resolve()
     if path is None:
-        path = Path("config.toml") if Path("config.toml").is_file() else default_config_path()
-    config = load_config(path)
+        shipped = default_config_path()
+        config = dataclasses.replace(load_config(shipped), base_dir=Path.cwd())
+        source = f"the shipped defaults ({shipped})"
+    else:
+        config = load_config(path)
+        source = str(path.resolve())
     if args.db:
-        config = dataclasses.replace(config, database=dataclasses.replace(config.database, path=args.db),
-                                     base_dir=Path.cwd())
+        db = args.db if args.db == ":memory:" else os.path.abspath(args.db)
+        config = dataclasses.replace(config, database=dataclasses.replace(config.database, path=db))
     server = config.server
     if getattr(args, "host", None):
         server = dataclasses.replace(server, host=args.host)
     if getattr(args, "port", None) is not None:
         server = dataclasses.replace(server, port=args.port)
-    return dataclasses.replace(config, server=server)
+    return dataclasses.replace(config, server=server), source
+
+
+REDACTED = "***"
+
+
+def redacted(config: Config) -> dict[str, object]:
+    """The config as a dict, secrets replaced (session_secret, feeds' api_key)."""
+    data = dataclasses.asdict(config)
+    if data["server"]["session_secret"]:
+        data["server"]["session_secret"] = REDACTED
+    for feed in data["feeds"]:
+        if feed["api_key"]:
+            feed["api_key"] = REDACTED
+    return data
+
+
+def _check_config(config: Config, source: str) -> int:
+    preflight(config)  # feed files, the database's directory: what `serve` would refuse
+    out = {"config_file": source, "database_file": config.db_path(), **redacted(config)}
+    print(json.dumps(out, indent=2, default=str))
+    print(f"gateway: configuration OK ({source})", file=sys.stderr)
+    return 0
 
 
 class _JsonFormatter(logging.Formatter):
@@ -94,13 +142,16 @@ def _logging(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)
 
 
+# exceptions whose message is the whole story: one line, exit 2 (traceback with -v)
+ONE_LINE = (StartupError, ConfigError, StoreError, KeyError_, HypercornMismatch)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        config = _config(args)
+        config, source = _config(args)
         if args.command == "check-config":
-            print(json.dumps(dataclasses.asdict(config), indent=2, default=str))
-            return 0
+            return _check_config(config, source)
         if args.command == "keys":
             return _keys(args, config)
         if args.command == "webhooks":
@@ -108,13 +159,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in dbtools.COMMANDS:
             return dbtools.run(args, config)
         _logging(args)
+        if args.command == "record":
+            from . import record_client
+
+            return record_client.run(args, config)
         return _serve(args, config)
-    except (ConfigError, StoreError, KeyError_) as exc:
-        print(f"gateway: {exc}", file=sys.stderr)
-        return 2
+    except BaseException as exc:  # Trio wraps errors in exception groups: look inside
+        from .record_client import RecordError
+
+        found = find_exception(exc, (*ONE_LINE, RecordError))
+        if found is None:
+            raise
+        if args.verbose:
+            traceback.print_exception(exc)
+        print(f"gateway: {found}", file=sys.stderr)
+        return 1 if isinstance(found, RecordError) else 2
 
 
 def _keys(args: argparse.Namespace, config: Config) -> int:
+    if args.keys_command == "create":  # may create the database (before a gateway first ran)
+        check_database_location(config.db_path())
+    else:  # list and revoke work on what is there
+        check_database_exists(config.db_path())
+    # beside a running gateway: short transactions that wait for its writer (SQLite's busy
+    # timeout); the schema is left alone when the file has it. The gateway's key cache
+    # (2 s) makes a new or revoked key count within 2 s.
     store = Store(config.db_path(), readers=1)
     try:
         if args.keys_command == "create":
@@ -135,8 +204,10 @@ def _keys(args: argparse.Namespace, config: Config) -> int:
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
-    from .app import Gateway, serve
+    """serve and replay: everything runs in `app.serve`, which takes the database first."""
+    from .app import serve
     from .config import FeedConfig
+    from .progress import CountingRecorder, report_recording
     from .tls import tls_files
 
     tls_files(config)  # a missing or bad cert/key: one line, exit 2, before anything is touched
@@ -148,20 +219,16 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         feed = FeedConfig(type="replay", name="replay", path=str(args.file.resolve()), speed=args.speed)
         config = dataclasses.replace(config, feeds=(feed,))
         set_replay_progress(feed.source, ProgressBar("replay").update)  # one line on stderr
-    demo_key = None
-    if config.demo.print_key:
-        store = Store(config.db_path(), readers=1)
+    recorder = None
+    if getattr(args, "record", None) is not None:
         try:
-            def rotate(conn: object) -> str:
-                delete_key_named(conn, "demo")  # type: ignore[arg-type]
-                return create_key(conn, name="demo", tier=config.demo.tier, tiers=config.tiers,  # type: ignore[arg-type]
-                                  scopes=("ingest",))
-            demo_key = store.write_fn_sync(rotate)
-        finally:
-            store.close()
+            recorder = CountingRecorder(args.record)
+        except OSError as exc:
+            raise StartupError(f"cannot write the recording {args.record}: {exc.strerror}: check the path") from None
 
     async def run() -> None:
         stop = trio.Event()
+        started: list[Gateway] = []
         async with trio.open_nursery() as nursery:
             async def on_signals() -> None:
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -169,24 +236,38 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
                         logger.info("stopping: finishing streams and flushing the store")
                         stop.set()
 
-            def record(gw: Gateway) -> None:  # `gateway record`: count what is written, show it on stderr
-                from .progress import CountingRecorder, report_recording
-
-                recorder = gw.writer.recorder = CountingRecorder(args.file)
-                nursery.start_soon(report_recording, recorder)
+            def ready(gw: Gateway) -> None:  # the database is owned and open; not listening yet
+                started.append(gw)
+                gw.writer.recorder = recorder  # `serve --record FILE`: what this gateway ingests
 
             async def server(*, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-                await serve(config, feeds=feeds, shutdown=stop, ready=record if args.command == "record" else None,
-                            task_status=task_status)
+                await serve(config, feeds=feeds, shutdown=stop, ready=ready, task_status=task_status)
                 nursery.cancel_scope.cancel()  # serve finished its shutdown: stop listening for signals
 
             nursery.start_soon(on_signals)
             url = await nursery.start(server)
+            # only now (port bound, database owned) may the demo key change: a start that fails
+            # never breaks the key of a gateway that runs
+            demo_key = await rotate_demo_key(started[0], config) if config.demo.print_key else None
+            if recorder is not None:
+                nursery.start_soon(report_recording, recorder)
             tune_gc(config)
-            _banner(url, demo_key, config)
+            _banner(url, demo_key, config, recorder)
 
-    trio.run(run)
+    try:
+        trio.run(run)
+    finally:
+        if recorder is not None:
+            recorder.close()
     return 0
+
+
+async def rotate_demo_key(gw: Gateway, config: Config) -> str:
+    def rotate(conn: sqlite3.Connection) -> str:
+        delete_key_named(conn, "demo")
+        return create_key(conn, name="demo", tier=config.demo.tier, tiers=config.tiers, scopes=("ingest",))
+
+    return await gw.store.write_fn(rotate)
 
 
 def tune_gc(config: Config) -> None:
@@ -202,9 +283,11 @@ def tune_gc(config: Config) -> None:
     gc.set_threshold(young, middle, config.server.gc_full_pass_every)
 
 
-def _banner(url: str, demo_key: str | None, config: Config) -> None:
+def _banner(url: str, demo_key: str | None, config: Config, recorder: CountingRecorder | None = None) -> None:
     lines = [f"gateway listening on {url}", f"  database: {config.db_path()}",
              f"  feeds: {', '.join(f.type for f in config.feeds) or 'none (HTTP push only)'}"]
+    if recorder is not None:
+        lines.append(f"  recording what it ingests to {recorder.path}")
     if demo_key:
         lines += [f"  demo key (enterprise, ingest): {demo_key}",
                   f"  dashboard: {url}/dashboard",

@@ -232,6 +232,11 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
             _check(f.role in ("primary", "secondary"), f"[feeds[{i}]] role must be primary or secondary")
             _check(f.type != "replay" or bool(f.path), f"[feeds[{i}]] path is required for a replay feed")
         parts["feeds"] = feeds
+    if "path" not in data.get("database", {}):
+        # no [database] path: the working directory, never the config file's directory (which
+        # for the shipped defaults is inside the installed package)
+        db = parts.get("database", DatabaseConfig())
+        parts["database"] = dataclasses.replace(db, path=str(Path.cwd() / db.path))
     cfg = Config(**parts, base_dir=base_dir or Path.cwd())
     w = cfg.webhooks
     _check(1 <= w.concurrency <= 1000, "[webhooks] concurrency must be between 1 and 1000")
@@ -277,7 +282,11 @@ def load_config(path: Path) -> Config:
         with path.open("rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"config file not found: {path}: check --config") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file (TOML is UTF-8)") from None
     return config_from_dict(data, base_dir=path.resolve().parent)

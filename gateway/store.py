@@ -9,6 +9,7 @@ Schema comes from schema.sql; a store written by another schema version is refus
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -69,7 +70,16 @@ def apply_schema(conn: sqlite3.Connection) -> None:
             f"database schema version {version} does not match this gateway ({SCHEMA_VERSION}); "
             "use a new --db path or migrate the file"
         )
+    if version == SCHEMA_VERSION and not missing_schema_objects(conn):
+        return  # nothing to write: a CLI beside a running gateway must not queue behind its writer
     conn.executescript(schema_text())
+
+
+def missing_schema_objects(conn: sqlite3.Connection) -> set[str]:
+    """Tables and indexes of schema.sql the file lacks (added since it was created)."""
+    wanted = set(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", schema_text()))
+    have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
+    return wanted - have
 
 
 def _write(conn: sqlite3.Connection, b: WriteBatch) -> None:

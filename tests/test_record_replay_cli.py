@@ -1,4 +1,8 @@
-"""`gateway replay` / `gateway record`: progress on stderr, and replays that give the same drops."""
+"""`gateway replay` / `gateway record`: progress on stderr, and replays that give the same drops.
+
+`gateway record` is a client of a running gateway's streams (it used to start a second
+gateway on the same database); `gateway serve --record FILE` records what that gateway ingests.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,22 @@ import json
 import signal
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
+import httpx
 import trio
 
 import gateway.testing
 from gateway.config import FeedConfig
 from gateway.core.frames import DROP, Frame
+from gateway.core.parse import play_to_row, quote_to_flat
 from gateway.feeds.replay import DEMO_RECORDING, read_recording, run_replay
 from gateway.progress import CountingRecorder, ProgressBar, render_bar, report_recording
+
+from .cli_processes import recording as recording_process
+from .cli_processes import run_cli, serving, wait_for
 
 Drop = tuple[str, str, str, int, int]
 
@@ -70,16 +81,19 @@ def _drops(frames: list[Frame], into: list[Drop]) -> None:
             into.append((d["event_id"], d["bookmaker"], d["side"], d["prev"], d["new"]))
 
 
-async def _replay_into_fresh_gateway(*, via_feed: bool) -> list[Drop]:
+async def _replay_into_fresh_gateway(*, via_feed: bool, path: Path = DEMO_RECORDING,
+                                     into: list[dict[str, Any]] | None = None) -> list[Drop]:
     drops: list[Drop] = []
     async with gateway.testing.open_gateway() as gw:
         writer = gw.gateway.writer
         writer.on_commit.append(lambda frames: _drops(frames, drops))
+        if into is not None:
+            writer.on_commit.append(lambda frames: into.extend(json.loads(f.json) for f in frames if f.stream == DROP))
         if via_feed:
-            await run_replay(FeedConfig(type="replay", path=str(DEMO_RECORDING), speed=10_000), writer)
+            await run_replay(FeedConfig(type="replay", path=str(path), speed=10_000), writer)
             await writer.submit_and_wait([], [], source="barrier")  # everything queued before it is committed
         else:
-            await gw.replay()
+            await gw.replay(path)
     return drops
 
 
@@ -97,55 +111,126 @@ async def _drain(stream: trio.abc.ReceiveStream | None, buf: bytearray) -> None:
         buf += chunk
 
 
-async def _run_cli(args: list[str], cwd: Path, needle: bytes, *, then_s: float = 0.0) -> tuple[int, str]:
-    """Start `gateway ARGS`; once `needle` shows on stdout or stderr (and `then_s` later), SIGINT it.
-    Returns (exit code, stderr)."""
-    proc = await trio.lowlevel.open_process([sys.executable, "-m", "gateway", *args, "--port", "0", "--db",
-                                             str(cwd / "gw.db")], cwd=cwd, stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE)
+async def test_cli_replay_shows_progress(tmp_path: Path) -> None:
+    total = len(list(read_recording(DEMO_RECORDING)))
+    proc = await trio.lowlevel.open_process([sys.executable, "-m", "gateway", "replay", str(DEMO_RECORDING), "--speed",
+                                             "1000", "--port", "0", "--db", str(tmp_path / "gw.db")], cwd=tmp_path,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = bytearray(), bytearray()
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_drain, proc.stdout, out)
-            nursery.start_soon(_drain, proc.stderr, err)
-            while needle not in out and needle not in err:
-                assert proc.poll() is None, err.decode()
-                await trio.sleep(0.02)
-            await trio.sleep(then_s)
-            proc.send_signal(signal.SIGINT)
-            code = await proc.wait()
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_drain, proc.stdout, out)
+                nursery.start_soon(_drain, proc.stderr, err)
+                while b"100%" not in err:
+                    assert proc.poll() is None, err.decode()
+                    await trio.sleep(0.02)
+                proc.send_signal(signal.SIGINT)
+                code = await proc.wait()
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    return code, err.decode()
+    assert code == 0, err.decode()
+    assert f"replay  {total}/{total} batches [{'#' * 30}] 100%" in err.decode()
 
 
-async def test_cli_replay_and_record_show_progress(tmp_path: Path) -> None:
-    total = len(list(read_recording(DEMO_RECORDING)))
-    (tmp_path / "replay").mkdir()
-    (tmp_path / "record").mkdir()
-    results: dict[str, tuple[int, str]] = {}
-    recording = tmp_path / "record" / "out.jsonl"
+# -- gateway record: a client of a running gateway ---------------------------------------------
 
-    async def replay() -> None:
-        results["replay"] = await _run_cli(["replay", str(DEMO_RECORDING), "--speed", "1000"], tmp_path / "replay",
-                                           b"100%")
+def _by_key(drops: list[dict[str, Any]]) -> dict[tuple[Any, ...], list[tuple[int, int]]]:
+    """Each line's drops in order. Order across lines within one commit is not kept by the
+    streams (an odds_update carries a row: an event, a book and a kind), and means nothing."""
+    out: dict[tuple[Any, ...], list[tuple[int, int]]] = defaultdict(list)
+    for d in drops:
+        out[(d["event_id"], d["bookmaker"], d["market_key"], d["outcome"], d.get("player"), d["point"])].append(
+            (d["prev"], d["new"]))
+    return dict(out)
 
-    async def record() -> None:
-        results["record"] = await _run_cli(["record", str(recording)], tmp_path / "record",
-                                           b"gateway listening", then_s=0.6)
 
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(replay)
-            nursery.start_soon(record)
-    code, err = results["replay"]
-    assert code == 0, err
-    assert f"replay  {total}/{total} batches [{'#' * 30}] 100%" in err
-    code, err = results["record"]
-    assert code == 0, err
+def _push_recording(url: str, key: str, path: Path) -> int:
+    """Ingest a recording over HTTP, one request per batch, each answered once committed."""
+    with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=10) as c:
+        batches = 0
+        for batch in read_recording(path):
+            if batch.kind == "quotes":
+                r = c.post("/v1/ingest/odds", params={"source": batch.source},
+                           json=[quote_to_flat(q) for q in batch.quotes])
+            else:
+                r = c.post("/v1/ingest/pbp", json=[play_to_row(p) for p in batch.plays])
+            assert r.status_code == 200 and not r.json()["rejected"], r.text
+            batches += 1
+        return batches
+
+
+def test_record_beside_a_running_gateway_replays_to_the_same_drops(tmp_path: Path) -> None:
+    db, recording = tmp_path / "gw.db", tmp_path / "rec.jsonl"
+    with serving(["serve", "--db", str(db), "--port", "0", "--no-feeds"], cwd=tmp_path) as running:
+        with recording_process([str(recording), "--db", str(db)], cwd=tmp_path) as record:
+            assert record.first_line == (f"recording {running.url} (odds and play-by-play, every sport) "
+                                         f"-> {recording}\n")
+            _push_recording(running.url, running.demo_key, DEMO_RECORDING)
+            sentinel = quote_to_flat(next(read_recording(DEMO_RECORDING)).quotes[0])
+            with httpx.Client(base_url=running.url, headers={"X-API-Key": running.demo_key}) as c:
+                r = c.post("/v1/ingest/odds", json=[{**sentinel, "event_id": "sentinel"}])
+                assert r.status_code == 200, r.text
+            wait_for(lambda: recording.exists() and '"sentinel"' in recording.read_text(), 10, "the recorder saw all")
+            code, err = record.finish()
+            assert code == 0, err
+        listed = run_cli(["keys", "list", "--db", str(db)], cwd=tmp_path).stdout
+        temporary = [line for line in listed.splitlines() if line.startswith("record-")]
+        assert len(temporary) == 1 and temporary[0].endswith("revoked"), listed  # its key is gone with it
     written = list(read_recording(recording))
-    assert written, err
+    rows = sum(len(b) for b in written)
+    assert err.splitlines()[-1] == f"record  {len(written)} batches, {rows} rows -> {recording}", err
+    assert any(b.kind == "plays" for b in written)
+    expected: list[dict[str, Any]] = []
+    got: list[dict[str, Any]] = []
+
+    async def replays() -> None:
+        with trio.fail_after(20):
+            await _replay_into_fresh_gateway(via_feed=False, into=expected)
+            await _replay_into_fresh_gateway(via_feed=False, path=recording, into=got)
+
+    trio.run(replays)
+    assert len(expected) > 5
+    assert _by_key(got) == _by_key(expected)
+    assert len(got) == len(expected)
+
+
+def test_serve_record_writes_what_this_gateway_ingests(tmp_path: Path) -> None:
+    recording = tmp_path / "rec.jsonl"
+    with serving(["serve", "--db", str(tmp_path / "gw.db"), "--port", "0", "--no-feeds", "--record", str(recording)],
+                 cwd=tmp_path) as running:
+        assert f"recording what it ingests to {recording}" in running.banner
+        pushed = _push_recording(running.url, running.demo_key, DEMO_RECORDING)
+        assert running.stop() == 0
+        err = running.stderr()
+    written = list(read_recording(recording))
+    assert len(written) == pushed
+    assert [len(b) for b in written] == [len(b) for b in read_recording(DEMO_RECORDING)]
     rows = sum(len(b) for b in written)
     assert f"record  {len(written)} batches, {rows} rows -> {recording}" in err
+
+
+def test_record_with_no_gateway_says_so(tmp_path: Path) -> None:
+    done = run_cli(["record", str(tmp_path / "rec.jsonl"), "--db", str(tmp_path / "gw.db")], cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == (f"gateway: no running gateway owns {tmp_path / 'gw.db'} (nothing in "
+                           f"{tmp_path / 'gw.db.lock'}): start one with `gateway serve` (add --record FILE to "
+                           "record from the start), or pass --url\n")
+    done = run_cli(["record", str(tmp_path / "rec.jsonl"), "--url", "http://127.0.0.1:9", "--key", "gw_x"],
+                   cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("gateway: cannot reach the gateway at http://127.0.0.1:9")
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_a_gateway_that_stops_ends_the_recording(tmp_path: Path) -> None:
+    db, recording = tmp_path / "gw.db", tmp_path / "rec.jsonl"
+    with (serving(["serve", "--db", str(db), "--port", "0", "--no-feeds"], cwd=tmp_path) as running,
+          recording_process([str(recording), "--db", str(db)], cwd=tmp_path) as record):
+        assert record.first_line.startswith("recording ")
+        assert running.stop() == 0
+        code, err = record.finish(interrupt=False)
+        assert code == 0, err
+    assert err.splitlines()[-2:] == [f"record  0 batches, 0 rows -> {recording}",
+                                     "gateway: the gateway is shutting down; the recording ends"], err
