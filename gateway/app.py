@@ -12,7 +12,6 @@ import secrets
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import trio
@@ -27,7 +26,8 @@ from .core.board import Board
 from .core.model import Quote
 from .feeds.runner import run_feeds
 from .hub import SHUTDOWN, Hub
-from .store import Store, max_seq, prune_log
+from .retention import prune_forever
+from .store import Store, max_seq
 from .universe import Universe
 from .webhooks.worker import WebhookWorker
 from .writer import Writer, wall_ms
@@ -128,16 +128,6 @@ def create_app(gw: Gateway) -> QuartTrio:
     return app
 
 
-async def _prune_forever(gw: Gateway) -> None:
-    hours = gw.config.database.retention_hours
-    while True:
-        cutoff = wall_ms() - int(hours * 3600 * 1000)
-        deleted = await gw.store.write_fn(partial(prune_log, before_ms=cutoff))
-        if deleted:
-            logger.info("pruned %d stream-log rows older than %g h", deleted, hours)
-        await trio.sleep(gw.config.database.prune_interval_s)
-
-
 async def _checkpoint_forever(gw: Gateway) -> None:
     while True:
         await trio.sleep(gw.config.database.checkpoint_interval_s)
@@ -199,7 +189,7 @@ async def serve(
             gw.detached = nursery
             await nursery.start(gw.writer.run)
             await nursery.start(gw.webhooks.run)  # webhooks (issue 7)
-            nursery.start_soon(_prune_forever, gw)
+            nursery.start_soon(prune_forever, gw)  # by age, by size; the disk-space warning
             nursery.start_soon(_checkpoint_forever, gw)
             if feeds:
                 nursery.start_soon(run_feeds, config, gw.writer)

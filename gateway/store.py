@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 import trio
 
 from .core import logcodec
-from .core.frames import dumps
 from .resources import schema_text
 
 SCHEMA_VERSION = 2
@@ -166,8 +165,12 @@ class Names:
             return entry[0]
         assert self._conn is not None
         if entry is None:
-            cur = self._conn.execute("INSERT INTO log_names (value, used_seq) VALUES (?, ?)",
-                                     (_name_text(value), self.seq))
+            text = _name_text(value)
+            row = self._conn.execute("SELECT code FROM log_names WHERE value = ?", (text,)).fetchone()
+            if row is not None:  # in the file though not in memory: use it (and refresh it at flush)
+                self._pending[value] = [row[0], self.seq, 0]
+                return int(row[0])
+            cur = self._conn.execute("INSERT INTO log_names (value, used_seq) VALUES (?, ?)", (text, self.seq))
             code = cur.lastrowid
             assert code is not None
             self._pending[value] = [code, self.seq, 1]
@@ -204,7 +207,8 @@ class Names:
 
 
 def _name_text(value: Hashable) -> str:
-    return dumps(list(value) if isinstance(value, tuple) else value)
+    # ASCII JSON: a lone surrogate (valid in a JSON string) cannot be bound as SQLite TEXT
+    return json.dumps(list(value) if isinstance(value, tuple) else value, separators=(",", ":"))
 
 
 def _name_value(text: str) -> Any:
@@ -344,6 +348,26 @@ class Store:
     def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return fn(self._writer)
 
+    # -- pruning (the retention task) ------------------------------------------------------
+    async def delete_log(self, through: int, *, names: bool = False) -> int:
+        """Delete the log rows up to id `through` in one transaction (and, with `names`, the
+        names no remaining row uses, in the file and in the writer's memory)."""
+        def run(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = delete_log_through(conn, through) if through > 0 else 0
+                if names:
+                    prune_names(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if names:  # here, in the write slot: no batch is being encoded meanwhile
+                self.names.forget_through(pruned_through(conn) - NAMES_SLACK)
+            return deleted
+
+        return await trio.to_thread.run_sync(run, self._writer, limiter=self._write_slot)
+
 
 # -- queries: plain functions of a connection, testable without trio ---------------------
 
@@ -373,7 +397,7 @@ def _set_pruned_through(conn: sqlite3.Connection, seq: int) -> None:
 # -- reading the log ------------------------------------------------------------------------
 
 def _sport_codes(conn: sqlite3.Connection, sports: Iterable[str]) -> list[int]:
-    texts = [dumps(s) for s in sports]
+    texts = [_name_text(s) for s in sports]
     if not texts:
         return []
     sql = f"SELECT code FROM log_names WHERE value IN ({','.join('?' * len(texts))})"
@@ -526,9 +550,10 @@ def prune_log(conn: sqlite3.Connection, before_ms: int) -> int:
     return deleted
 
 
-def oldest_seq(conn: sqlite3.Connection) -> int:
+def log_extent(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """(oldest id, its created ms, newest id ever); (0, 0, newest) when the log is empty."""
     row = _first_row(conn, 0)
-    return 0 if row is None else row[0]
+    return (0, 0, max_seq(conn)) if row is None else (row[0], row[1], max_seq(conn))
 
 
 def used_bytes(conn: sqlite3.Connection) -> int:

@@ -105,7 +105,7 @@ class _Reader:
         if n == 0:
             return None
         start, self.pos = self.pos, self.pos + n - 1
-        return self.body[start:self.pos].decode()
+        return self.body[start:self.pos].decode("utf-8", "surrogatepass")
 
 
 # -- field encoders -------------------------------------------------------------------------
@@ -229,7 +229,7 @@ def encode(payload: Mapping[str, Any], *, stream: str, seq: int, ms: int, live: 
 
 def encode_raw(text: str, *, live: bool) -> bytes:
     """The RAW body: the frame's JSON text as it was sent."""
-    return bytes((RAW * 2 + live,)) + text.encode()
+    return bytes((RAW * 2 + live,)) + text.encode("utf-8", "surrogatepass")
 
 
 def _encode_drop(out: bytearray, p: Mapping[str, Any], ms: int, live: bool, code: Code) -> None:
@@ -308,7 +308,7 @@ def _put_text(out: bytearray, s: object) -> None:
     if s is None:
         out.append(0)
         return
-    data = _str(s).encode()
+    data = _str(s).encode("utf-8", "surrogatepass")  # a lone surrogate comes back as it went in
     _put(out, 1 + len(data))
     out += data
 
@@ -380,7 +380,7 @@ def decode(body: bytes, *, seq: int, ms: int, name: Name) -> tuple[dict[str, Any
         p = _decode_status(_Reader(body, 1), seq, ms, name)
         return p, dumps(p)
     if layout == RAW:
-        return None, body[1:].decode()
+        return None, body[1:].decode("utf-8", "surrogatepass")
     raise ValueError(f"unknown stream-log layout {layout}")
 
 
