@@ -12,6 +12,7 @@ import secrets
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -27,7 +28,7 @@ from .core.model import Quote
 from .feeds.runner import run_feeds
 from .hub import SHUTDOWN, Hub
 from .retention import prune_forever
-from .store import Store, max_seq
+from .store import Store, final_match_ids, max_seq, open_matches
 from .universe import Universe
 from .webhooks.worker import WebhookWorker
 from .writer import Writer, wall_ms
@@ -79,10 +80,13 @@ def open_gateway(config: Config, *, clock: Callable[[], int] = wall_ms) -> Gatew
     universe = Universe.from_config(config)
     board = Board()
 
+    finals: set[str] = set()
+
     def init(conn: sqlite3.Connection) -> int:
         universe.seed(conn)
         universe.load(conn)
         load_board(conn, board)
+        finals.update(final_match_ids(conn))
         return max_seq(conn)
 
     last = store.write_fn_sync(init)
@@ -92,6 +96,7 @@ def open_gateway(config: Config, *, clock: Callable[[], int] = wall_ms) -> Gatew
                     clock=clock, stale_after_s=config.sources.stale_after_s)
     for q in _all_quotes(board):  # baselines survive a restart: no drop is missed or invented
         writer.detector.observe(q)
+    writer.final_matches.update(finals)  # games that ended before a restart are not in play after it
     secret = config.server.session_secret.encode() or store.write_fn_sync(stored_session_secret)
     return Gateway(config=config, store=store, hub=hub, writer=writer, universe=universe, board=board,
                    session_secret=secret)
@@ -126,6 +131,17 @@ def create_app(gw: Gateway) -> QuartTrio:
     for module in (rest, ingest, ws, session, dashboard, webhooks):
         app.register_blueprint(module.bp)
     return app
+
+
+async def _end_abandoned_simulations(gw: Gateway) -> None:
+    """End the games a previous run's simulator left in play (see simulator.abandoned_plays)."""
+    from .feeds.simulator import abandoned_plays
+
+    for source in dict.fromkeys(f.source for f in gw.config.feeds if f.type == "simulator"):
+        rows = await gw.store.read(partial(open_matches, sources=[source]))
+        if rows:
+            await gw.writer.submit_and_wait([], abandoned_plays(rows, source=source, now_ms=wall_ms()), source=source)
+            logger.info("ended %d simulated games the previous run left in play", len(rows))
 
 
 async def _checkpoint_forever(gw: Gateway) -> None:
@@ -188,6 +204,7 @@ async def serve(
 
             gw.detached = nursery
             await nursery.start(gw.writer.run)
+            await _end_abandoned_simulations(gw)
             await nursery.start(gw.webhooks.run)  # webhooks (issue 7)
             nursery.start_soon(prune_forever, gw)  # by age, by size; the disk-space warning
             nursery.start_soon(_checkpoint_forever, gw)

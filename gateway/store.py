@@ -502,6 +502,23 @@ def log_stream_counts(conn: sqlite3.Connection) -> dict[str, int]:
     return counts
 
 
+# -- live state -----------------------------------------------------------------------------
+
+def open_matches(conn: sqlite3.Connection, sources: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Matches of these sources whose last play is not final: (match_id, sport_key, home_team,
+    away_team, score_a, score_b, period, clock), oldest update first."""
+    if not sources:
+        return []
+    marks = ",".join("?" * len(sources))
+    return conn.execute(
+        "SELECT match_id, sport_key, home_team, away_team, score_a, score_b, period, clock FROM live_state "
+        f"WHERE source IN ({marks}) AND status != 'final' ORDER BY updated_ms", list(sources)).fetchall()
+
+
+def final_match_ids(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT match_id FROM live_state WHERE status = 'final'")}
+
+
 # -- pruning --------------------------------------------------------------------------------
 
 def _first_row(conn: sqlite3.Connection, at_or_after: int) -> tuple[int, int] | None:
