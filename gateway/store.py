@@ -493,6 +493,13 @@ def recent_log(conn: sqlite3.Connection, stream: str, sports: Iterable[str] | No
                                                limit))
 
 
+def log_ids(conn: sqlite3.Connection, stream: str, sports: Iterable[str] | None = None) -> list[int]:
+    """The ids of one stream's rows (of these sports), in order: for tests and benchmarks."""
+    topics = _topics(conn, (stream,), sports) or []
+    marks = ",".join("?" * len(topics))
+    return [r[0] for r in conn.execute(f"SELECT seq FROM stream_log WHERE topic IN ({marks}) ORDER BY seq", topics)]
+
+
 def log_stream_counts(conn: sqlite3.Connection) -> dict[str, int]:
     """Rows per stream (a scan of the topic index: for tests, benchmarks and `db stats`)."""
     counts: dict[str, int] = {}
