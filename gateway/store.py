@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 # update per this many rows at most, and outlive their last row by as many ids before pruning
 NAMES_SLACK = 65_536
 ALL_STREAMS = frozenset(logcodec.STREAM_NO)
+MAX_CACHED_NAMES = 100_000  # per reader connection
 MAX_MERGED_TOPICS = 64  # more topics than this: one scan in id order that filters on topic
 
 
@@ -136,6 +137,7 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
     pages, free = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "freelist_count"))
     if free > pages // 2:  # give the space back once: what is left is small, so this is quick
         conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file shrinks when the WAL is copied back
 
 
 class Names:
@@ -447,6 +449,8 @@ def _log_rows(conn: sqlite3.Connection, query: Callable[[], list[tuple[int, int,
         conn.execute("BEGIN")
     try:
         cache: dict[int, Any] = conn.names if isinstance(conn, LogConnection) else {}
+        if len(cache) > MAX_CACHED_NAMES:  # names of pruned rows linger here: start again now and then
+            cache.clear()
 
         def name(code: int) -> Any:
             value = cache.get(code)

@@ -304,6 +304,7 @@ async def test_a_version_1_database_is_migrated(tmp_path: Path, caplog: pytest.L
         assert store.read_sync(lambda c: c.execute("PRAGMA user_version").fetchone()[0]) == 2
         assert store.read_sync(max_seq) == 300 and store.read_sync(pruned_through) == 300  # resumes get a reset
         assert store.read_sync(log_stream_counts) == {}
+        assert store.read_sync(lambda c: c.execute("PRAGMA freelist_count").fetchone()[0]) == 0  # vacuumed
         assert store.read_sync(lambda c: c.execute("SELECT price FROM quotes").fetchall()) == [(-120,)]  # kept
         assert store.read_sync(lambda c: c.execute("SELECT value FROM meta WHERE key = 'session_secret'")
                                .fetchone()[0]) == "ab"
