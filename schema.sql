@@ -66,18 +66,26 @@ CREATE TABLE IF NOT EXISTS live_state (
 );
 
 -- the append-only stream log: every resumable frame, its id is the SSE/WS event id.
+-- A row keeps what its frame is built from (gateway/core/logcodec.py), not the frame's JSON;
+-- replay rebuilds the very same frame. About 45 bytes a row with its index (README, Storage).
 -- AUTOINCREMENT: ids are never reused, even after pruning or a crash.
 CREATE TABLE IF NOT EXISTS stream_log (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    stream     TEXT NOT NULL CHECK (stream IN ('odds', 'drop', 'pbp')),
-    sport_key  TEXT NOT NULL,
-    event_id   TEXT,
-    live       INTEGER NOT NULL DEFAULT 0,
-    created_ms INTEGER NOT NULL,
-    payload    TEXT NOT NULL
+    seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic INTEGER NOT NULL,  -- sport code (log_names) * 4 + stream: 1 odds, 2 drop, 3 pbp
+    ms    INTEGER NOT NULL,  -- created, unix ms; grows with seq, so pruning by age needs no index
+    body  BLOB NOT NULL      -- layout, live flag and fields as varints (logcodec.py)
 );
-CREATE INDEX IF NOT EXISTS stream_log_topic ON stream_log (stream, sport_key, seq);
-CREATE INDEX IF NOT EXISTS stream_log_created ON stream_log (created_ms);
+-- an index entry holds the rowid (seq): this serves "topic T after id N, in id order"
+CREATE INDEX IF NOT EXISTS stream_log_topic ON stream_log (topic);
+
+-- the stream log's dictionary: every repeated string and every event, once, by code.
+-- used_seq trails the last row using it by at most store.NAMES_SLACK, so pruning can drop
+-- the names no remaining row uses.
+CREATE TABLE IF NOT EXISTS log_names (
+    code     INTEGER PRIMARY KEY AUTOINCREMENT,
+    value    TEXT NOT NULL UNIQUE,  -- JSON: "pinnacle", ["e", event_id, sport, home, away, commence], ...
+    used_seq INTEGER NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS api_keys (
     id         INTEGER PRIMARY KEY,
@@ -127,4 +135,4 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
 CREATE INDEX IF NOT EXISTS webhook_deliveries_hook ON webhook_deliveries (webhook_id, created_ms);
 
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;

@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SPORTS, Server, _gateway_cmd, start_server
 from resume_churn import _loadgen_proc
 
+from gateway.store import log_ids
+
 HOST = "127.0.0.1"
 
 
@@ -113,7 +115,7 @@ def main() -> None:
             received += ids
             resets += r
             db = sqlite3.connect(server.db)
-            stored = {row[0] for row in db.execute("SELECT seq FROM stream_log WHERE stream = 'drop'")}
+            stored = set(log_ids(db, "drop"))
             top = db.execute("SELECT MAX(seq) FROM stream_log").fetchone()[0] or 0
             db.close()
             lost = [i for i in ids if i not in stored]
@@ -132,7 +134,7 @@ def main() -> None:
     finally:
         server.stop()
     db = sqlite3.connect(server.db)
-    want = [row[0] for row in db.execute("SELECT seq FROM stream_log WHERE stream = 'drop' ORDER BY seq")]
+    want = log_ids(db, "drop")
     db.close()
     first = received[0] if received else 0
     want = [i for i in want if i >= first]  # drops before the client's first connection are not its to miss

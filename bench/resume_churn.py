@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import SPORTS, start_server
 
+from gateway.store import log_ids
+
 HOST = "127.0.0.1"
 
 
@@ -193,9 +195,7 @@ def main() -> None:
         load_s = time.monotonic() - started
         db = sqlite3.connect(server.db)
         stream = "drop" if args.transport == "sse" else "odds"  # WS odds carries odds_update frames
-        expected = {s: [r[0] for r in db.execute(
-            "SELECT seq FROM stream_log WHERE stream = ? AND sport_key = ? ORDER BY seq", (stream, s))]
-            for s in sports}
+        expected = {s: log_ids(db, stream, [s]) for s in sports}
         db.close()
         targets = {s: (v[-1] if v else 0) for s, v in expected.items()}
         results = []

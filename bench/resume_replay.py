@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import sqlite3
 import sys
 import time
 from http.client import HTTPConnection
@@ -54,6 +55,12 @@ def main() -> None:
         t0 = time.monotonic()
         push_drops(server.port, ingest, args.frames)
         print(f"stored {args.frames:,} drops in {time.monotonic() - t0:.1f} s")
+        db = sqlite3.connect(server.db)  # beside the running server (WAL): pages in use, indexes included
+        pages, free, size = (db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "freelist_count",
+                                                                               "page_size"))
+        db.close()
+        print(f"database: {(pages - free) * size / 2**20:,.1f} MiB in use ({(pages - free) * size / args.frames:,.0f} "
+              "bytes per stored frame, everything included)")
         _, body = server.get("/v1/odds-drop/basketball_nba/recent?threshold=1&limit=1", key)
         last = json.loads(body)[0]["id"]
         first = last - args.frames + 1

@@ -52,6 +52,7 @@ from bench._common import (
 )
 from bench._loadgen import Mover, build_market, run_loadgen
 from bench._sseclient import latencies_of
+from gateway.core.logcodec import STREAM_OF
 
 # -- (a) in process -------------------------------------------------------------------------
 
@@ -117,8 +118,8 @@ def in_process(batches: int, rows: int, warmup: int = 3) -> list[tuple[str, obje
         log_only = []
         for _ in range(batches):
             b = WriteBatch()
-            b.log = [LogRow(seq + i, tmpl.stream, tmpl.sport_key, tmpl.event_id, tmpl.live, now, tmpl.payload)
-                     for i in range(rows)]
+            b.log = [LogRow(seq + i, tmpl.stream, tmpl.sport_key, tmpl.event_id, tmpl.live, tmpl.created_ms,
+                            tmpl.payload, dict(tmpl.data or {}, id=seq + i)) for i in range(rows)]
             seq += rows
             log_only.append(b)
         quote_only = []
@@ -215,10 +216,10 @@ def over_http(duration: float, batch: int, clients: int, warmup: float,
         if code not in (0, None):
             print(f"warning: server exited with {code}\n{server.log_tail()}", file=sys.stderr)
         with sqlite3.connect(server.db) as db:
-            log_rows = db.execute("SELECT count(*) FROM stream_log WHERE created_ms >= ? AND created_ms < ?",
-                                  (int(t0 * 1000), int(t1 * 1000))).fetchone()[0]
-            by_stream = dict(db.execute("SELECT stream, count(*) FROM stream_log WHERE created_ms >= ? "
-                                        "AND created_ms < ? GROUP BY stream", (int(t0 * 1000), int(t1 * 1000))))
+            by_stream = {STREAM_OF[n]: c for n, c in db.execute(
+                "SELECT topic % 4, count(*) FROM stream_log WHERE ms >= ? AND ms < ? GROUP BY 1",
+                (int(t0 * 1000), int(t1 * 1000)))}
+            log_rows = sum(by_stream.values())
     finally:
         server.cleanup()
     quotes = sum(r["sent"] for r in results)

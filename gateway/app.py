@@ -30,8 +30,9 @@ from .feeds.runner import run_feeds
 from .hub import SHUTDOWN, Hub
 from .key_watch import watch_keys
 from .ownership import Ownership
+from .retention import prune_forever
 from .startup import find_exception, listen_error, preflight
-from .store import Store, max_seq, prune_log
+from .store import Store, final_match_ids, max_seq, open_matches
 from .universe import Universe
 from .web.hypercorn_patches import Limits
 from .webhooks.worker import WebhookWorker
@@ -87,10 +88,13 @@ def open_gateway(config: Config, *, clock: Callable[[], int] = wall_ms) -> Gatew
     universe = Universe.from_config(config)
     board = Board()
 
+    finals: set[str] = set()
+
     def init(conn: sqlite3.Connection) -> int:
         universe.seed(conn)
         universe.load(conn)
         load_board(conn, board)
+        finals.update(final_match_ids(conn))
         return max_seq(conn)
 
     last = store.write_fn_sync(init)
@@ -99,6 +103,7 @@ def open_gateway(config: Config, *, clock: Callable[[], int] = wall_ms) -> Gatew
                     batch_ms=config.streams.writer_batch_ms, max_batch_rows=config.streams.max_batch_rows,
                     clock=clock, stale_after_s=config.sources.stale_after_s)
     writer.detector = baselines(board, universe)  # baselines survive a restart: no drop is missed or invented
+    writer.final_matches.update(finals)  # games that ended before a restart are not in play after it
 
     async def reload() -> None:  # after a failed commit: the store is the truth
         def rebuild(conn: sqlite3.Connection) -> tuple[Board, DropDetector, int]:
@@ -148,18 +153,15 @@ def create_app(gw: Gateway) -> QuartTrio:
     return app
 
 
-async def _prune_forever(gw: Gateway) -> None:
-    hours = gw.config.database.retention_hours
-    while True:
-        cutoff = wall_ms() - int(hours * 3600 * 1000)
-        try:
-            deleted = await gw.store.write_fn(partial(prune_log, before_ms=cutoff))
-        except Exception as exc:  # a full disk or an I/O error: the writer reports it; try again later
-            logger.warning("pruning failed: %s", exc)
-        else:
-            if deleted:
-                logger.info("pruned %d stream-log rows older than %g h", deleted, hours)
-        await trio.sleep(gw.config.database.prune_interval_s)
+async def _end_abandoned_simulations(gw: Gateway) -> None:
+    """End the games a previous run's simulator left in play (see simulator.abandoned_plays)."""
+    from .feeds.simulator import abandoned_plays
+
+    for source in dict.fromkeys(f.source for f in gw.config.feeds if f.type == "simulator"):
+        rows = await gw.store.read(partial(open_matches, sources=[source]))
+        if rows:
+            await gw.writer.submit_and_wait([], abandoned_plays(rows, source=source, now_ms=wall_ms()), source=source)
+            logger.info("ended %d simulated games the previous run left in play", len(rows))
 
 
 async def _checkpoint_forever(gw: Gateway) -> None:
@@ -256,8 +258,9 @@ async def serve(
 
             gw.detached = nursery
             await nursery.start(gw.writer.run)
+            await _end_abandoned_simulations(gw)
             await nursery.start(gw.webhooks.run)  # webhooks (issue 7)
-            nursery.start_soon(_prune_forever, gw)
+            nursery.start_soon(prune_forever, gw)  # by age, by size; the disk-space warning
             nursery.start_soon(_checkpoint_forever, gw)
             nursery.start_soon(watch_keys, gw)
             if feeds:

@@ -51,6 +51,7 @@ class DatabaseConfig:
     retention_hours: float = 48.0
     prune_interval_s: float = 300.0
     checkpoint_interval_s: float = 1.0  # WAL -> database copy, off the commit path (store.checkpoint)
+    max_size_mb: float = 0.0  # 0: no limit; else the oldest stream-log rows go first (gateway/retention.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -252,6 +253,7 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
     both = set(cfg.books.per_market) & set(cfg.books.game_line)
     _check(not both, f"[books] listed as both per_market and game_line: {', '.join(sorted(both))}")
     _check(cfg.database.checkpoint_interval_s > 0, "[database] checkpoint_interval_s must be > 0")
+    _check(cfg.database.max_size_mb >= 0, "[database] max_size_mb must be >= 0 (0: no limit)")
     _check(0 <= cfg.server.port <= 65535, "[server] port must be between 0 and 65535")
     _check(cfg.server.gc_full_pass_every >= 1, "[server] gc_full_pass_every must be >= 1")
     _check(cfg.server.header_timeout_s > 0, "[server] header_timeout_s must be > 0")

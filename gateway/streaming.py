@@ -47,7 +47,9 @@ class StreamPlan:
 
 
 def frame_from_row(r: LogRow) -> Frame:
-    return Frame(seq=r.seq, stream=r.stream, payload=json.loads(r.payload), text=r.payload, live=r.live)
+    """The frame live clients got, rebuilt from the log (the store decodes the payload)."""
+    payload = r.data if r.data is not None else json.loads(r.payload)
+    return Frame(seq=r.seq, stream=r.stream, payload=payload, text=r.payload, live=r.live)
 
 
 def read_frames(conn: Any, after: int, streams: tuple[str, ...], sports: frozenset[str] | None, flt: Filter,

@@ -310,7 +310,7 @@ class Writer:
         seq = self._seq()
         payload["id"] = seq
         text = dumps(payload)
-        b.log.append(LogRow(seq, stream, sport, event_id, live, now, text))
+        b.log.append(LogRow(seq, stream, sport, event_id, live, now, text, payload))  # the store keeps `payload`
         return Frame(seq=seq, stream=stream, payload=payload, text=text, live=live)
 
     def _is_live(self, event_id: str, commence_ms: int, now: int) -> bool:
@@ -350,7 +350,7 @@ class Writer:
             seq = self._seq()
             payload = pbp_payload(q, seq=seq)
             text = dumps(payload)
-            b.log.append(LogRow(seq, PBP, q.sport_key, q.match_id, q.status != "final", now, text))
+            b.log.append(LogRow(seq, PBP, q.sport_key, q.match_id, q.status != "final", now, text, payload))
             frames.append(Frame(seq=seq, stream=PBP, payload=payload, text=text, live=q.status != "final"))
 
 

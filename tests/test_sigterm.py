@@ -16,6 +16,8 @@ import httpx
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
+from gateway.store import log_stream_counts
+
 from .helpers import next_of, quote, sse_events
 
 
@@ -73,7 +75,7 @@ async def test_sigterm_ends_streams_flushes_and_exits(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     try:
         prices = {r[0] for r in conn.execute("SELECT price FROM quotes")}
-        logged = conn.execute("SELECT COUNT(*) FROM stream_log WHERE stream = 'drop'").fetchone()[0]
+        logged = log_stream_counts(conn).get("drop", 0)
     finally:
         conn.close()
     assert prices == {-125} and logged == 1

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import re
+import time
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
+import trio.testing
+from trio_websocket import open_websocket_url
 
 from gateway.config import FeedConfig
 from gateway.core.model import MARKET_OUTCOMES, Play, Quote
 from gateway.core.odds import american_to_probability, cents_delta, validate_american
+from gateway.feeds import simulator
 from gateway.feeds.sim_baseball import advance_runners, walk_runners
 from gateway.feeds.simulator import DEFAULT_SPORTS, Simulator, run_simulator
+
+from .conftest import Running, make_config, start_gateway
+from .helpers import push, quote
 
 T0 = 1_778_612_400_000
 PER_MARKET = {"pinnacle", "bet365", "betmgm", "caesars", "fanatics", "bovada"}
@@ -63,7 +75,7 @@ def test_events_live_and_upcoming() -> None:
         starts = [ev.commence_ms for ev in sim.events if ev.profile.key == sport]
         assert sum(s <= T0 for s in starts) == 2
         assert all(s >= T0 + 3_600_000 for s in starts if s > T0)
-    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d_\w+_\w+", ev.id) for ev in sim.events)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d_\d{4}_\w+_\w+", ev.id) for ev in sim.events)
 
 
 def test_prices_are_valid_and_pairs_carry_vig() -> None:
@@ -85,20 +97,64 @@ def test_prices_are_valid_and_pairs_carry_vig() -> None:
             assert cells["over"].point == cells["under"].point
 
 
-def test_later_steps_emit_only_changes_at_a_steady_rate() -> None:
+def test_later_steps_emit_only_changes() -> None:
     sim = make()
     last: dict[tuple[str, str, str, str, str | None], tuple[int, float | None]] = {}
-    steps = run(sim, 600)
-    changed = 0
-    for i, (quotes, _) in enumerate(steps):
+    for i, (quotes, _) in enumerate(run(sim, 600)):
         for q in quotes:
             key = (q.event_id, q.bookmaker, q.market_key, q.outcome, q.player)
             if i > 0:
                 assert last.get(key) != (q.price, q.point), key
-                changed += 1
             last[key] = (q.price, q.point)
-    per_second_per_sport = changed / (599 * 0.5) / len(DEFAULT_SPORTS)
-    assert 20 <= per_second_per_sport <= 100
+
+
+def market_rates(sim: Simulator, minutes: float, step_ms: int = 500) -> dict[str, float]:
+    """What the feed emits, per second: changes by pre-game and in-play event, and drops."""
+    from gateway.core.drops import DropDetector
+
+    detector = DropDetector({b: "game_line" for b in GAME_LINE})
+    counts: dict[str, float] = defaultdict(float)
+    steps = int(minutes * 60_000 / step_ms)
+    for i in range(steps):
+        live = {ev.id for ev in sim.events if ev.game is not None}
+        counts["live_event_s"] += len(live) * step_ms / 1000
+        counts["pre_event_s"] += (len(sim.events) - len(live)) * step_ms / 1000
+        quotes, _ = sim.step(T0 + i * step_ms)
+        for q in quotes:
+            drop = detector.observe(q)
+            if i == 0:
+                continue
+            where = "live" if q.event_id in live else "pre"
+            counts[f"{where}_changes"] += 1
+            if drop is not None and drop.delta_cents >= 10:
+                counts[f"{where}_big"] += 1
+                if where == "live" and q.kind == "game":
+                    counts["live_game_big"] += 1
+    secs = steps * step_ms / 1000
+    return {"changes_per_s": (counts["live_changes"] + counts["pre_changes"]) / secs,
+            "per_live_event_s": counts["live_changes"] / counts["live_event_s"],
+            "per_pre_event_s": counts["pre_changes"] / counts["pre_event_s"],
+            "big_share_pre": counts["pre_big"] / counts["pre_changes"],
+            "big_share_live": counts["live_big"] / counts["live_changes"],
+            "live_game_big_per_event_min": counts["live_game_big"] / counts["live_event_s"] * 60}
+
+
+def test_rates_resemble_real_markets() -> None:
+    """The aims of README "Simulator rates": a book reprices a market every ~40 s in play and
+    a few times an hour before it; few pre-game moves cross 10 cents; yet each live game
+    shows several 10-cent moves of its main lines a minute (the dashboard's default filter)."""
+    r = market_rates(make(seed=7), minutes=40)
+    assert 0.7 <= r["per_live_event_s"] <= 2.5, r
+    assert 0.03 <= r["per_pre_event_s"] <= 0.25, r
+    assert r["big_share_pre"] <= 0.25 and 0.1 <= r["big_share_live"] <= 0.5, r
+    assert r["live_game_big_per_event_min"] >= 3, r
+    assert 4 <= r["changes_per_s"] <= 25, r  # the shipped demo: 5 sports x 4 events (was ~200/s)
+
+
+def test_rates_do_not_depend_on_the_step_interval() -> None:
+    fine, coarse = market_rates(make(seed=9), 20, step_ms=500), market_rates(make(seed=9), 20, step_ms=2000)
+    for key in ("per_live_event_s", "per_pre_event_s"):
+        assert 0.6 <= coarse[key] / fine[key] <= 1.4, (key, fine, coarse)
 
 
 def test_live_games_emit_plays_with_rising_scores() -> None:
@@ -142,10 +198,10 @@ def test_clock_formats() -> None:
 
 
 def test_sharp_moves_lead_and_followers_copy() -> None:
-    sim = make(("basketball_nba",), seed=3, events=4)
+    sim = make(("basketball_nba",), seed=3, events=4)  # two in play: a sharp move every ~4 min each
     history: dict[tuple[str, str, str, str | None, float | None], list[tuple[int, str, int]]] = defaultdict(list)
     prev: dict[tuple[str, str, str, str, str | None, float | None], int] = {}
-    for step, (quotes, _) in enumerate(run(sim, 300)):
+    for step, (quotes, _) in enumerate(run(sim, 1200)):
         for q in quotes:
             key = (q.event_id, q.bookmaker, q.market_key, q.outcome, q.player, q.point)
             if key in prev and abs(cents_delta(prev[key], q.price)) >= 10:
@@ -156,7 +212,7 @@ def test_sharp_moves_lead_and_followers_copy() -> None:
 
     def followed(moves: list[tuple[int, str, int]]) -> bool:
         for step, _, delta in moves:
-            books = {b for s, b, d in moves if step <= s <= step + 10 and (d > 0) == (delta > 0)}
+            books = {b for s, b, d in moves if step <= s <= step + 32 and (d > 0) == (delta > 0)}  # 16 s
             if len(books) >= 3:
                 return True
         return False
@@ -195,13 +251,81 @@ class FakeSink:
         self.plays.append(plays)
 
 
-async def test_run_simulator_feeds_the_sink() -> None:
+async def test_run_simulator_feeds_the_sink(autojump_clock: trio.testing.MockClock,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(simulator, "_now_ms", lambda: T0 + int(trio.current_time() * 1000))  # the mock clock
     sink = FakeSink()
-    feed = FeedConfig(type="simulator", name="sim1", sports=("basketball_nba",), interval_s=0.01, seed=1,
+    feed = FeedConfig(type="simulator", name="sim1", sports=("basketball_nba",), interval_s=0.5, seed=1,
                       events_per_sport=2)
-    with trio.move_on_after(0.3):
+    with trio.move_on_after(120):  # two minutes of simulated time, at once
         await run_simulator(feed, sink)
     assert len(sink.quotes) >= 3
     assert {source for source, _ in sink.quotes} == {"sim1"}
     assert len(sink.quotes[0][1]) > len(sink.quotes[1][1])  # the full board, then changes
     assert all(p.source == "sim1" for batch in sink.plays for p in batch)
+
+
+# -- a restart: the previous run's games ------------------------------------------------------
+
+async def _live_points(gw: Running, key: str) -> list[dict[str, Any]]:
+    async with gw.client() as c:
+        r = await c.get("/v1/sports/basketball_nba/live/points", params={"apiKey": key})
+        assert r.status_code == 200, r.text
+        rows: list[dict[str, Any]] = r.json()
+        return rows
+
+
+async def _live_snapshot(gw: Running, key: str) -> dict[str, Any]:
+    url = "ws" + gw.url.removeprefix("http") + f"/ws/live/basketball_nba?apiKey={key}"
+    async with open_websocket_url(url) as ws:
+        assert json.loads(await ws.get_message())["type"] == "connected"
+        snap: dict[str, Any] = json.loads(await ws.get_message())
+        return snap
+
+
+async def test_a_restart_ends_the_games_the_last_run_left_in_play(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """A restarted simulator starts a new board; the games the last run had in play are ended
+    (final, last score) so that the dashboard does not show them LIVE forever."""
+    cfg = make_config(tmp_path, feeds=[{"type": "simulator", "sports": ["basketball_nba"], "interval_s": 0.2,
+                                        "events_per_sport": 2}])
+    with trio.fail_after(20):
+        first = await start_gateway(nursery, cfg, feeds=True)
+        key = first.key()
+        while not (before := [r for r in await _live_points(first, key)  # noqa: ASYNC110 (a client polling REST)
+                              if r["state"]["status"] != "final"]):
+            await trio.sleep(0.1)
+        assert {r["match_id"] for r in (await _live_snapshot(first, key))["live_state"]} == {before[0]["match_id"]}
+        first.stop.set()
+        await first.done.wait()
+
+        second = await start_gateway(nursery, cfg, feeds=True)
+        old = {r["match_id"]: r for r in await _live_points(second, key)}[before[0]["match_id"]]
+        snap = await _live_snapshot(second, key)
+        second.stop.set()
+    assert old["state"]["status"] == "final" and old["last_play"].startswith("Abandoned")
+    assert (old["score_a"], old["score_b"]) == (before[0]["score_a"], before[0]["score_b"])  # the last score stands
+    assert before[0]["match_id"] not in {r["match_id"] for r in snap["live_state"]}  # not LIVE on the dashboard
+    assert before[0]["match_id"] not in {r["event_id"] for r in snap["data"]}  # nor its prices in play
+    assert snap["live_state"]  # the new run's game is
+
+
+async def test_games_that_ended_before_a_restart_stay_ended(nursery: trio.Nursery, tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    started = (datetime.now(UTC) - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = "2026-05-12_Lakers_Warriors"
+    play = {"match_id": event, "sport_key": "basketball_nba", "source": "nba_live", "event_type": "game_end",
+            "team_or_player_a": "Lakers", "team_or_player_b": "Warriors", "score_a": "101", "score_b": "99",
+            "state": {"period": 4, "clock": "0:00", "status": "final"}, "occurred_at_ms": int(time.time() * 1000)}
+    with trio.fail_after(15):
+        first = await start_gateway(nursery, cfg)
+        key, ingest = first.key(), first.key(scopes=("ingest",))
+        async with first.client() as c:
+            await push(c, ingest, [quote(-110, event=event, commence_time=started)])
+            await push(c, ingest, [play], path="/v1/ingest/pbp")
+        assert event not in {r["event_id"] for r in (await _live_snapshot(first, key))["data"]}
+        first.stop.set()
+        await first.done.wait()
+        second = await start_gateway(nursery, cfg)
+        snap = await _live_snapshot(second, key)
+        second.stop.set()
+    assert event not in {r["event_id"] for r in snap["data"]}  # it started 30 min ago, yet it is over

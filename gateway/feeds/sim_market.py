@@ -2,9 +2,14 @@
 
 Each market (a "unit": h2h, spreads, totals, or one player's prop) has a fair probability
 per outcome. Every book holds its own view of it (fair at the time it last repriced, plus a
-standing bias) and quotes that view with its own vig and rounding. Books reprice a few at a
-time, so most steps move few prices by a few cents; a sharp move jumps the fair price and one
-book at once, and the others follow over the next steps. Deterministic given the rng.
+standing bias) and quotes that view with its own vig and rounding. Each (unit, book) pair
+reprices at random moments, as a Poisson process whose mean interval depends on the market
+and on whether the game is in play (REPRICE_S: the rates and where they come from are in
+README, "Simulator rates"); a reprice that lands on the same rounded price changes nothing.
+A sharp move jumps the fair price and one book at once, and the others follow within
+seconds; a live score moves the moneyline and the spread at every book. Rates are per
+second of simulated time, so they do not depend on the feed's step interval.
+Deterministic given the rng and the times.
 """
 
 from __future__ import annotations
@@ -18,15 +23,25 @@ from ..core.model import Quote
 from ..core.odds import american_to_probability, from_cents, probability_to_american, to_cents
 from .sim_sports import BOOKS, PROP_VIG_FACTOR, Book, SportProfile
 
-H2H_SIGMA = 0.004  # per-step random walk of the home log-odds
-H2H_REVERT = 0.002  # pre-game moneylines drift back toward their opening level
-LINE_SIGMA = 0.0008  # per-step random walk of a two-way line's first-side probability
+# random walks per sqrt(second), (pre-game, in play): of the home log-odds, and of a two-way
+# line's first-side probability. Pre-game a moneyline wanders ~15 cents a day; in play, some
+# cents a minute besides what scores do
+H2H_SIGMA = {False: 0.0005, True: 0.004}
+LINE_SIGMA = {False: 0.0001, True: 0.0008}
+H2H_REVERT = 0.0002  # per second: pre-game moneylines drift back toward their opening level
 LINE_BAND = (0.4, 0.6)  # outside this the point moves by a step instead of the price
 LINE_SHIFT_P = 0.06  # how much a half-point move changes the side's probability
 VIEW_NOISE = 0.003
-REPRICES_PER_STEP = 5  # average random (unit, book) reprices per event per step
-SHARP_P = 0.02  # chance per event per step of a sharp move
-FOLLOW_STEPS = (1, 8)  # other books copy a sharp move within this many steps
+# mean seconds between two reprices of one (unit, book) pair: (game markets, props), pre-game
+# and in play. In play: about The Odds API's 40 s in-play refresh of featured markets (and its
+# 60 s for additional markets, doubled for props); pre-game, a book touches a line a few times
+# an hour (README, "Simulator rates")
+REPRICE_S = {False: (600.0, 1800.0), True: (40.0, 120.0)}
+SHARP_S = {False: 1800.0, True: 240.0}  # mean seconds between sharp moves of one event
+SHARP_ON_PROPS = 0.3  # share of sharp moves that hit a player prop (the rest: moneyline, spread, total)
+FOLLOW_S = (1.0, 15.0)  # other books copy a sharp move within this many seconds
+REACT_S = (0.0, 1.5)  # every book reprices the moneyline and spread this soon after a live score
+LINE_FOLLOW_S = (1.0, 20.0)  # books move to a new line one by one within this many seconds
 BY_KEY = {b.key: b for b in BOOKS}
 PER_MARKET_BOOKS = tuple(b for b in BOOKS if b.coverage == "per_market")
 
@@ -84,21 +99,37 @@ def quote_cells(u: Unit, book: Book, view: View) -> tuple[tuple[int, float | Non
     return tuple(zip(prices, points, strict=True))
 
 
+def poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson-distributed count (Knuth's method; a normal approximation for large means)."""
+    if mean <= 0.0:
+        return 0
+    if mean > 30.0:
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, k, p = math.exp(-mean), 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
 class EventMarkets:
     """Every unit of one event, the books' views, and which cells changed this step."""
 
     def __init__(self, units: list[Unit], rng: random.Random) -> None:
         self.units = units
         self.rng = rng
-        self.step_no = 0
+        self.t = 0.0  # seconds of simulated time since the event was listed
         self.sharp_moves = 0
         self._dirty: dict[tuple[int, str], None] = {}  # a dict, not a set: ordered output
         self._emitted: dict[tuple[int, str], tuple[tuple[int, float | None], ...]] = {}
-        self._pending: list[tuple[int, int, str]] = []  # (due step, unit index, book)
+        self._pending: list[tuple[float, int, str]] = []  # (due time, unit index, book)
+        # the (unit, book) pairs that reprice at random, game markets and props apart
+        self._pairs: tuple[list[tuple[int, str]], list[tuple[int, str]]] = ([], [])
         for i, u in enumerate(units):
             for b in u.books:
                 u.bias[b.key] = _clamp(rng.gauss(0.0, 0.004), -0.01, 0.01)
                 self.reprice(i, b.key)
+                self._pairs[u.player is not None].append((i, b.key))
 
     def reprice(self, i: int, book: str, *, noise: bool = True) -> None:
         u = self.units[i]
@@ -109,22 +140,27 @@ class EventMarkets:
         u.views[book] = View(tuple(probs), u.point)
         self._dirty[(i, book)] = None
 
-    def step(self) -> None:
-        """Drift, a few random reprices, maybe a sharp move, then due followers."""
-        self.step_no += 1
+    def step(self, dt_s: float, *, live: bool) -> None:
+        """`dt_s` seconds pass: drift, the reprices due by chance, maybe a sharp move, then
+        the followers whose time has come."""
+        if dt_s <= 0.0:
+            return
+        self.t += dt_s
         rng = self.rng
+        root = math.sqrt(dt_s)
         for i, u in enumerate(self.units):
             if u.market_key == "h2h":
-                _shift_h2h(u, rng.gauss(0.0, H2H_SIGMA) + H2H_REVERT * (u.anchor - _log_odds(u)))
+                revert = 0.0 if live else H2H_REVERT * dt_s * (u.anchor - _log_odds(u))
+                _shift_h2h(u, rng.gauss(0.0, H2H_SIGMA[live] * root) + revert)
             else:
-                self._shift_line(i, rng.gauss(0.0, LINE_SIGMA))
-        for _ in range(rng.randint(0, 2 * REPRICES_PER_STEP)):
-            i = rng.randrange(len(self.units))
-            self.reprice(i, rng.choice(self.units[i].books).key)
-        if rng.random() < SHARP_P:
+                self._shift_line(i, rng.gauss(0.0, LINE_SIGMA[live] * root))
+        for pairs, every_s in zip(self._pairs, REPRICE_S[live], strict=True):
+            for _ in range(poisson(rng, len(pairs) * dt_s / every_s) if pairs else 0):
+                self.reprice(*rng.choice(pairs))
+        for _ in range(poisson(rng, dt_s / SHARP_S[live])):
             self._sharp()
-        due = [p for p in self._pending if p[0] <= self.step_no]
-        self._pending = [p for p in self._pending if p[0] > self.step_no]
+        due = [p for p in self._pending if p[0] <= self.t]
+        self._pending = [p for p in self._pending if p[0] > self.t]
         for _, i, book in due:
             self.reprice(i, book)
 
@@ -137,7 +173,7 @@ class EventMarkets:
                 self._shift_line(i, weight * home_minus_away * 0.3)
             else:
                 continue
-            self._follow(i, None, 0, 3)
+            self._follow(i, None, *REACT_S)
 
     def collect(self, make: QuoteFn) -> list[Quote]:
         """Quotes for every cell whose price or point changed since it was last emitted."""
@@ -155,7 +191,8 @@ class EventMarkets:
 
     def _sharp(self) -> None:
         rng = self.rng
-        i = rng.randrange(len(self.units))
+        pairs = self._pairs[bool(self._pairs[1]) and rng.random() < SHARP_ON_PROPS]
+        i = rng.choice(pairs)[0]
         u = self.units[i]
         cents = rng.randint(10, 40) * rng.choice((-1, 1))
         old = u.fair[0]
@@ -170,13 +207,13 @@ class EventMarkets:
         leaders = [b for b in u.books if b.coverage == "per_market"] or list(u.books)
         leader = rng.choice(leaders).key
         self.reprice(i, leader, noise=False)
-        self._follow(i, leader, *FOLLOW_STEPS)
+        self._follow(i, leader, *FOLLOW_S)
         self.sharp_moves += 1
 
-    def _follow(self, i: int, skip: str | None, lo: int, hi: int) -> None:
+    def _follow(self, i: int, skip: str | None, lo: float, hi: float) -> None:
         for b in self.units[i].books:
             if b.key != skip:
-                self._pending.append((self.step_no + self.rng.randint(lo, hi), i, b.key))
+                self._pending.append((self.t + self.rng.uniform(lo, hi), i, b.key))
 
     def _shift_line(self, i: int, dp: float) -> None:
         u = self.units[i]
@@ -189,7 +226,7 @@ class EventMarkets:
             if u.player is None or new_point > 0:  # a prop line never drops to zero
                 u.point = new_point
                 p += -LINE_SHIFT_P if up else LINE_SHIFT_P
-                self._follow(i, None, 1, 20)  # books move to the new line one by one
+                self._follow(i, None, *LINE_FOLLOW_S)  # books move to the new line one by one
         p = _clamp(p, 0.2, 0.8)
         u.fair = [p, 1.0 - p]
 

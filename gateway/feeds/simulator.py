@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -59,6 +60,7 @@ class Simulator:
         self._events: list[SimEvent] = []
         self._ids: set[str] = set()  # membership only: never iterated, so hash order is harmless
         self._first = True
+        self._last_ms = now_ms
         self._sharp_done = 0
         for sport in dict.fromkeys(sports):  # dedupe, keep order
             profile = profile_for(sport)
@@ -82,9 +84,10 @@ class Simulator:
         quotes: list[Quote] = []
         plays: list[Play] = []
         first, self._first = self._first, False
+        dt_s, self._last_ms = max(0, now_ms - self._last_ms) / 1000, max(now_ms, self._last_ms)
         for idx, ev in enumerate(self._events):
             plays.extend(self._advance_game(ev, now_ms, first))
-            ev.markets.step()
+            ev.markets.step(dt_s, live=ev.game is not None)
             quotes.extend(ev.markets.collect(_QuoteMaker(ev, now_ms)))
             if ev.game is not None and ev.game.final:
                 self._sharp_done += ev.markets.sharp_moves
@@ -153,13 +156,32 @@ class Simulator:
         return home, away
 
     def _event_id(self, start_ms: int, home: str, away: str) -> str:
-        base = f"{iso_from_ms(start_ms)[:10]}_{short_name(home)}_{short_name(away)}"
+        # the start's minute is in the id: a restarted simulator (a new board) does not reuse
+        # the ids of the games the last run left, which the gateway ends at start
+        when = iso_from_ms(start_ms)
+        base = f"{when[:10]}_{when[11:13]}{when[14:16]}_{short_name(home)}_{short_name(away)}"
         eid, n = base, 1
         while eid in self._ids:
             n += 1
             eid = f"{base}_{n}"
         self._ids.add(eid)
         return eid
+
+
+def abandoned_plays(rows: Sequence[tuple[Any, ...]], *, source: str, now_ms: int) -> list[Play]:
+    """The final play of each game a previous run of this simulator left in play (rows of
+    `store.open_matches`). A restarted simulator starts a new board: the games it had running
+    can never finish, so the gateway ends them at start (the last score stands) instead of
+    showing them live forever."""
+    plays = []
+    for match_id, sport, home, away, score_a, score_b, period, clock in rows:
+        if isinstance(period, str) and period.isdigit():  # live_state keeps the period as text
+            period = int(period)
+        plays.append(Play(match_id=match_id, sport_key=sport, source=source, role="primary", event_type="game_end",
+                          team_or_player_a=home, team_or_player_b=away, score_a=score_a, score_b=score_b,
+                          description="Abandoned: the simulator restarted (this game has no result)",
+                          period=period, clock=clock, occurred_at_ms=now_ms, captured_at_ms=now_ms, status="final"))
+    return plays
 
 
 class _QuoteMaker:
