@@ -42,7 +42,7 @@ from urllib.parse import quote
 import sqlite_utils
 
 from .config import Config
-from .store import SCHEMA_VERSION, StoreError, max_seq, pruned_through
+from .store import SCHEMA_VERSION, StoreError, last_seq_before, log_extent, max_seq, pruned_through
 
 RATE_WINDOW_S = 600
 
@@ -286,13 +286,15 @@ def stats(db_path: str, *, retention_hours: float, now_ms: int | None = None, us
 
 
 def _log_figures(conn: sqlite3.Connection, out: Stats, now_ms: int) -> None:
-    oldest, newest, oldest_ms = conn.execute("SELECT MIN(seq), MAX(seq), MIN(created_ms) FROM stream_log").fetchone()
-    out.oldest_id, out.oldest_created_ms = oldest, oldest_ms
+    oldest, oldest_ms, _ = log_extent(conn)  # `ms` grows with `seq`: no index on it (store.py)
+    newest = conn.execute("SELECT MAX(seq) FROM stream_log").fetchone()[0]
+    out.oldest_id, out.oldest_created_ms = (oldest, oldest_ms) if oldest else (None, None)
     out.newest_id = newest or 0
     out.next_id = max(out.newest_id, max_seq(conn)) + 1
     out.resume_floor = pruned_through(conn)
     since = now_ms - RATE_WINDOW_S * 1000
-    recent = conn.execute("SELECT COUNT(*) FROM stream_log WHERE created_ms >= ?", (since,)).fetchone()[0]
+    before = last_seq_before(conn, since)  # rows after this id were created in the window
+    recent = conn.execute("SELECT COUNT(*) FROM stream_log WHERE seq > ?", (before,)).fetchone()[0]
     span_s = (now_ms - max(since, oldest_ms if oldest_ms is not None else since)) / 1000  # a younger log: its age
     out.rows_per_s = recent / max(span_s, 1.0)
     log = next(t for t in out.tables if t.name == "stream_log")

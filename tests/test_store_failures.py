@@ -103,10 +103,10 @@ async def test_a_commit_that_raises_answers_503_and_recovers(monkeypatch: pytest
     original = store_module._write
     broken = {"on": False}
 
-    def write(conn: sqlite3.Connection, batch: Any) -> None:
+    def write(conn: sqlite3.Connection, *args: Any) -> None:
         if broken["on"]:
             raise sqlite3.OperationalError("disk I/O error (injected)")
-        original(conn, batch)
+        original(conn, *args)
 
     monkeypatch.setattr(store_module, "_write", write)
     async with open_gateway() as gw:
