@@ -1,4 +1,4 @@
-"""Wiring: the one place that builds the store, hub, writer, feeds and web app and runs them.
+"""Wiring (the composition root): the one place that builds the store, hub, writer, feeds and web app and runs them.
 
 `serve(config, task_status=...)` runs everything in one Trio process and reports the bound
 URL once the gateway accepts connections, so the CLI, tests and `gateway.testing` share it.
@@ -11,65 +11,35 @@ import logging
 import secrets
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
-from quart import current_app
 from quart_trio import QuartTrio
 
-from .auth import ConnectionCaps, KeyCache, RateLimiter
 from .config import Config
 from .core.board import Board
 from .core.drops import DropDetector
 from .core.model import Quote
 from .feeds.runner import run_feeds
+from .handle import Gateway, current_gateway
 from .hub import SHUTDOWN, Hub
 from .key_watch import watch_keys
+from .netlimits import Limits
 from .ownership import Ownership
 from .retention import prune_forever
 from .startup import find_exception, listen_error, preflight
 from .store import Store, final_match_ids, max_seq, open_matches
 from .universe import Universe
-from .web.hypercorn_patches import Limits
+from .web.ws_detached import MAX_MESSAGE_BYTES
 from .webhooks.worker import WebhookWorker
 from .writer import Writer, wall_ms
 
+__all__ = ["Gateway", "create_app", "current_gateway", "open_gateway", "serve"]  # Gateway: handle.py
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Gateway:
-    """Everything a request handler may need; attached to the Quart app."""
-
-    config: Config
-    store: Store
-    hub: Hub
-    writer: Writer
-    universe: Universe
-    board: Board
-    caps: ConnectionCaps = field(default_factory=ConnectionCaps)
-    key_cache: KeyCache = field(default_factory=KeyCache)
-    rate_limiter: RateLimiter = field(default_factory=RateLimiter)
-    session_secret: bytes = b""
-    webhooks: WebhookWorker | None = None  # webhook delivery (issue 7); set by serve()
-    shutting_down: bool = False
-    stopped: trio.Event = field(default_factory=trio.Event)
-    # live SSE streams that left Hypercorn (web/detached.py) run here; set by serve()
-    detached: trio.Nursery | None = None
-    detached_open: int = 0
-    detached_gone: trio.Event = field(default_factory=trio.Event)
-    # resumes replay one page at a time across the process (streaming.py)
-    replay_slots: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(1))
-    limits: Limits | None = None  # per-server connection limits and their counters (hypercorn_patches.py)
-
-
-def current_gateway() -> Gateway:
-    gw: Gateway = current_app.config["GATEWAY"]
-    return gw
 
 
 def load_board(conn: sqlite3.Connection, board: Board) -> None:
@@ -139,7 +109,7 @@ def baselines(board: Board, universe: Universe) -> DropDetector:
 
 
 def create_app(gw: Gateway) -> QuartTrio:
-    from .web import apidocs, dashboard, errors, hypercorn_patches, ingest, rest, session, webhooks, ws
+    from .web import apidocs, dashboard, errors, hypercorn_patches, ingest, rest, session, webhooks
 
     app = QuartTrio("gateway")
     app.config["GATEWAY"] = gw
@@ -148,7 +118,7 @@ def create_app(gw: Gateway) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = gw.config.server.max_body_bytes
     errors.install(app)
     hypercorn_patches.install()
-    for module in (rest, ingest, ws, session, dashboard, webhooks, apidocs):
+    for module in (rest, ingest, session, dashboard, webhooks, apidocs):
         app.register_blueprint(module.bp)
     return app
 
@@ -227,6 +197,7 @@ async def serve(
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.keep_alive_timeout = 75
     hc.websocket_ping_interval = config.streams.ws_ping_interval_s
+    hc.websocket_max_message_size = MAX_MESSAGE_BYTES  # Hypercorn's default is 16 MiB, before any key is checked
     gw.limits = Limits(header_timeout_s=config.server.header_timeout_s, body_timeout_s=config.server.body_timeout_s,
                        max_pending=config.server.max_pending_connections,
                        ws_idle_timeout_s=config.streams.ws_idle_timeout_s)

@@ -32,7 +32,7 @@ from .web.hypercorn_patches import HypercornMismatch
 from .webhooks import cli as webhooks_cli
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from .handle import Gateway
     from .progress import CountingRecorder
 
 logger = logging.getLogger("gateway")

@@ -18,7 +18,7 @@ import trio
 from .auth import key_states, verdict
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from .handle import Gateway
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from .writer import BATCH_MS_BUCKETS, wall_ms
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from .handle import Gateway
 
 
 class GatewayCollector(Collector):

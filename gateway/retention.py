@@ -27,7 +27,7 @@ from .store import Store, last_seq_before, log_extent, used_bytes
 from .writer import wall_ms
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from .handle import Gateway
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from .store import LogRow, pruned_through, read_log
 from .writer import LIVE_WINDOW_MS, wall_ms
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from .handle import Gateway
 
 REPLAY_PAGE = 1000  # frames read and built per step of a replay: memory stays flat whatever the backlog
 MAX_COALESCE = 512  # frames per write; bounds one write's size and latency

@@ -82,3 +82,35 @@ async def gateway(nursery: trio.Nursery, config: Config) -> AsyncIterator[Runnin
         await running.done.wait()
 
 
+
+
+@pytest.fixture(autouse=True)
+def _trio_websocket_reader_failures(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """trio-websocket 0.12's client reader task raises when a ping arrives while the client
+    is closing (it answers with a pong that wsproto refuses), and that error cancels the
+    test's own code, which pytest-trio then reports as passed without running the rest.
+    Answer nothing to such pings (RFC 6455 5.5.2), and fail any test whose client reader
+    task still fails for another reason."""
+    import wsproto.utilities
+    from trio_websocket import _impl
+
+    failures: list[BaseException] = []
+    ping, reader = _impl.WebSocketConnection._handle_ping_event, _impl.WebSocketConnection._reader_task
+
+    async def handle_ping(self: Any, event: Any) -> None:
+        try:
+            await ping(self, event)
+        except wsproto.utilities.LocalProtocolError:
+            pass  # closing: nothing to answer
+
+    async def reader_task(self: Any) -> None:
+        try:
+            await reader(self)
+        except Exception as exc:
+            failures.append(exc)
+            raise
+
+    monkeypatch.setattr(_impl.WebSocketConnection, "_handle_ping_event", handle_ping)
+    monkeypatch.setattr(_impl.WebSocketConnection, "_reader_task", reader_task)
+    yield
+    assert not failures, f"a trio-websocket client's reader task failed (the test body may not have run): {failures}"

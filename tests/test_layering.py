@@ -80,3 +80,41 @@ def test_checker_itself(tmp_path: Path, source: str, bad: bool) -> None:
     path = tmp_path / "mod.py"
     path.write_text(source, encoding="utf-8")
     assert bool(violations(path)) is bad
+
+
+# -- the layers point one way: core <- store/hub/auth <- writer/streaming <- web <- app -----------
+
+PACKAGE = CORE.parent
+ENTRY = {"app", "cli", "testing", "pytest_plugin", "__main__"}  # the composition root and entry points
+
+
+def _module_of(path: Path) -> str:
+    return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+
+
+def _gateway_imports(path: Path) -> set[str]:
+    """Absolute names of the gateway modules `path` imports (at the top or inside functions)."""
+    package = _module_of(path).rsplit(".", 1)[0]
+    out = set()
+    for _, level, module in imports(path):
+        if level > 0:
+            base = package.split(".")[: len(package.split(".")) - (level - 1)]
+            module = ".".join([*base, module]) if module else ".".join(base)
+        if module.startswith("gateway"):
+            out.add(module)
+    return out
+
+
+def test_no_module_below_the_composition_root_imports_it_or_the_web_layer_from_below() -> None:
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = _module_of(path)
+        top = name.split(".")[1] if name.count(".") else ""
+        if top in ENTRY:
+            continue
+        for target in _gateway_imports(path):
+            if target == "gateway.app" or target.startswith("gateway.app."):
+                bad.append(f"{name} imports the composition root")
+            if (target == "gateway.web" or target.startswith("gateway.web.")) and top != "web":
+                bad.append(f"{name} (below the web layer) imports {target}")
+    assert bad == []

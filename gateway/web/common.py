@@ -17,7 +17,7 @@ from ..auth import ApiKey, burst_size, hash_key, lookup_key
 from ..core.filters import ParamError, Params
 
 if TYPE_CHECKING:
-    from ..app import Gateway
+    from ..handle import Gateway
 
 
 class ApiError(Exception):
@@ -109,7 +109,7 @@ async def lookup_cached(gw: Gateway, key: str) -> ApiKey | None:
 async def authenticate(*, rate_limited: bool = True) -> ApiKey:
     """The request's key, rate limited per the key's tier (REST; streams are governed by the
     connection cap instead). Stored on `g` for logging."""
-    from ..app import current_gateway
+    from ..handle import current_gateway
 
     gw = current_gateway()
     api_key = await resolve_key(gw, key_from(request.headers, request.args))

@@ -21,8 +21,8 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, redirect, request, send_from_directory
 
-from ..app import current_gateway
 from ..auth import ApiKey
+from ..handle import current_gateway
 from ..writer import wall_ms
 from .common import ApiError, check_sport
 from .session import effective_scheme, request_session

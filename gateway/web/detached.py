@@ -20,8 +20,8 @@ from typing import Any
 
 import trio
 
-from ..app import Gateway
 from ..auth import Slot
+from ..handle import Gateway
 from ..streaming import StreamSession
 from .direct import DirectWriter, run_direct
 

@@ -108,7 +108,7 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_la
 
 
 def install(app: QuartTrio) -> None:
-    from ..app import current_gateway
+    from ..handle import current_gateway
 
     @app.before_request
     async def start() -> None:

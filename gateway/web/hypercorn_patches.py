@@ -44,13 +44,13 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from importlib.metadata import version
 from math import inf
 from typing import Any
 
 import trio
+
+from ..netlimits import Limits
 
 logger = logging.getLogger("gateway.web")
 
@@ -62,20 +62,6 @@ CLOSE_PING_TIMEOUT = 1011
 
 class HypercornMismatch(RuntimeError):
     """The installed Hypercorn lacks an internal these patches need."""
-
-
-@dataclass
-class Limits:
-    """Per-server settings and state, attached to Hypercorn's config as `config.gateway`."""
-
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0
-    max_pending: int = 512
-    ws_idle_timeout_s: float | None = 30.0
-    pending: OrderedDict[Any, float] = field(default_factory=OrderedDict)
-    evicted: int = 0
-    timed_out: int = 0
-    contained: int = 0
 
 
 def limits_of(server: Any) -> Limits | None:
@@ -185,7 +171,11 @@ def _patch_tcp_server(cls: Any, h11: Any, h11_protocol: Any, closed: Any, raw_da
             timeout, head_started = _read_deadline(self, limits, h11, head_started)
             try:
                 with trio.fail_at(timeout) if timeout < inf else trio.CancelScope():
-                    data = await self.stream.receive_some(65536)
+                    self.gw_reading = True  # idle on the socket, nothing half-handled (ws_detached.py)
+                    try:
+                        data = await self.stream.receive_some(65536)
+                    finally:
+                        self.gw_reading = False
             except trio.TooSlowError:
                 await _timed_out(self, limits, h11)
                 break
@@ -370,6 +360,7 @@ def _patch_spawn_app(task_group: Any) -> None:
                 pass  # the app has returned: nobody will read it
 
         self._nursery.start_soon(handle)
+        app_put.gw_queue = put  # type: ignore[attr-defined]  # ws_detached.py checks it is empty
         return app_put
 
     task_group.TaskGroup.spawn_app = spawn_app

@@ -15,10 +15,10 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
-from ..app import current_gateway
 from ..core import client_json
 from ..core.model import Play, Quote
 from ..core.parse import RowError, count_toa_rows, parse_flat_quote, parse_pbp_row, parse_toa_events
+from ..handle import current_gateway
 from ..writer import wall_ms
 from .common import ApiError, authenticate
 

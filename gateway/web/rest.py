@@ -8,12 +8,12 @@ from typing import Any, TypeVar
 
 from quart import Blueprint, Response, jsonify
 
-from ..app import current_gateway
 from ..core.filters import ParamError, bool_param, csv, int_param, one, parse_filter, parse_sports
 from ..core.frames import DROP, Frame
 from ..core.odds import format_price
 from ..core.time import ms_from_iso
 from ..core.toa import OddsQuery, event_json, event_matches, odds_events
+from ..handle import current_gateway
 from ..metrics import registry_for, render
 from ..store import recent_log
 from ..writer import LIVE_WINDOW_MS, wall_ms

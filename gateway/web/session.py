@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 
 from quart import Blueprint, Response, g, jsonify, request
 
-from ..app import Gateway, current_gateway
 from ..auth import ApiKey
 from ..core import client_json
+from ..handle import Gateway, current_gateway
 from ..sessions import COOKIE_NAME, Session, make_session, read_session
 from .common import ApiError, key_from, resolve_key
 

@@ -9,10 +9,10 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Any
 
-from ..app import Gateway
 from ..auth import ApiKey, Slot
 from ..core.filters import Filter, ParamError, Params, bool_param, int_param, one, parse_filter, parse_sports
 from ..core.frames import DROP, ODDS, PBP, sse_retry
+from ..handle import Gateway
 from ..streaming import Idle, StreamPlan, StreamSession, odds_snapshot
 from ..writer import wall_ms
 from .common import ApiError, bad_param, require_stream_tier

@@ -1,8 +1,9 @@
-"""The SSE routes, served by a small ASGI handler in front of the Quart app.
+"""The stream routes (SSE and WebSocket), served by a small ASGI handler in front of Quart.
 
 Why below Quart: a stream lives for hours and Quart's per-request machinery (request and
 response objects, a nursery and two extra tasks) cost ~11 KiB per idle connection and CPU
-on every write. Everything else (REST, ingest, WebSocket, dashboard) goes to Quart.
+on every write; for a WebSocket, Quart's hand-off task also hid messages in flight (see
+asgi_websocket.py). Everything else (REST, ingest, dashboard, unknown paths) goes to Quart.
 
 Per stream: parse the query into the same multi-dict the filters take, authenticate with
 the same key forms, gate, validate (errors leave in the usual envelope with the request id
@@ -22,10 +23,12 @@ from urllib.parse import parse_qs
 
 import trio
 
-from ..app import Gateway
 from ..auth import ApiKey
 from ..core.frames import dumps
+from ..handle import Gateway
 from ..streaming import StreamSession
+from .asgi_scope import Args, Headers
+from .asgi_websocket import AsgiWebSocket
 from .common import ApiError, key_from, resolve_key
 from .detached import detach
 from .direct import CURRENT_CONNECTION, DirectWriter, plain_socket_fd
@@ -36,43 +39,13 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
+WS_ROUTE = re.compile(r"^(?:/v1)?/ws/(odds|live)/([^/]+)$")
+WS_PATHS = ("/ws/odds/{sport_key}", "/v1/ws/odds/{sport_key}", "/ws/live/{sport_key}", "/v1/ws/live/{sport_key}")
 ROUTES = (
     (re.compile(r"^/v1/sports/([^/]+)/live/sse$"), pbp_plan),
     (re.compile(r"^/v1/sse/(?:odds|hot)/([^/]+)$"), odds_plan),
     (re.compile(r"^/v1/odds-drop/([^/]+)$"), drops_plan),
 )
-
-
-class Headers:
-    """Case-insensitive, read-only view of ASGI headers: `get` gives a name's first value (as
-    Quart's headers do), `getlist` every value (key extraction refuses two different keys)."""
-
-    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
-        self._h: dict[str, list[str]] = {}
-        for k, v in raw:
-            self._h.setdefault(k.decode("latin-1").lower(), []).append(v.decode("latin-1"))
-
-    def get(self, name: str, default: Any = None) -> Any:
-        values = self._h.get(name.lower())
-        return values[0] if values else default
-
-    def getlist(self, name: str) -> list[str]:
-        return list(self._h.get(name.lower(), ()))
-
-
-class Args:
-    """First value of each query parameter, as Quart's `request.args.get` gives it; `getlist`
-    gives them all."""
-
-    def __init__(self, multi: dict[str, list[str]]) -> None:
-        self._multi = multi
-
-    def get(self, name: str, default: Any = None) -> Any:
-        values = self._multi.get(name)
-        return values[0] if values else default
-
-    def getlist(self, name: str) -> list[str]:
-        return list(self._multi.get(name, ()))
 
 
 class StreamsApp:
@@ -89,6 +62,14 @@ class StreamsApp:
                 if match:
                     await self.stream(scope, receive, send, plan, match.group(1))
                     return
+        elif scope["type"] == "websocket":
+            match = WS_ROUTE.match(scope["path"])
+            if match:
+                from .ws import serve_socket
+
+                await serve_socket(self.gw, AsgiWebSocket(scope, receive, send), match.group(2),
+                                   live=match.group(1) == "live")
+                return
         await self.app(scope, receive, send, *rest)
 
     async def stream(self, scope: Scope, receive: Receive, send: Send, plan_fn: Any, sport_key: str) -> None:

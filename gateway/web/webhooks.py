@@ -14,10 +14,10 @@ import httpx
 import trio
 from quart import Blueprint, Response, jsonify, request
 
-from ..app import Gateway, current_gateway
 from ..auth import ApiKey
 from ..core import client_json
 from ..core.filters import ParamError, int_param, one
+from ..handle import Gateway, current_gateway
 from ..webhooks import queries as q
 from ..webhooks.guard import BlockedDestination, checked_address, webhook_client
 from ..webhooks.model import (

@@ -40,17 +40,17 @@ from functools import partial
 from typing import Any
 
 import trio
-from quart import Blueprint, websocket
 
-from ..app import Gateway, current_gateway
-from ..auth import KEY_REVOKED, TIER_REQUIRED, ApiKey
+from ..auth import KEY_REVOKED, TIER_REQUIRED, ApiKey, Slot
 from ..core.budget import TokenBucket
 from ..core.filters import Filter, ParamError, bool_param, csv, int_param, one, parse_filter, parse_sports
 from ..core.frames import DROP, ODDS, PBP, Frame, dumps, ws_text_frame
+from ..handle import Gateway
 from ..hub import SHUTDOWN, SLOW_CONSUMER
 from ..sessions import COOKIE_NAME
 from ..streaming import StreamPlan, StreamSession, odds_snapshot
 from ..writer import wall_ms
+from .asgi_websocket import AsgiWebSocket, Disconnected
 from .common import ApiError, key_from, require_stream_tier, resolve_key
 from .direct import (
     CURRENT_CONNECTION,
@@ -65,9 +65,9 @@ from .direct import (
 from .rest import live_state_rows
 from .session import effective_scheme, same_origin, session_key
 from .sse import connected, resume_params
+from .ws_detached import detach_ws
 from .ws_messages import BadMessage, apply_subscribe, apply_unsubscribe, event_id_field, parse_message, resume_id
 
-bp = Blueprint("ws", __name__)
 logger = logging.getLogger(__name__)
 
 SUBPROTOCOL_PREFIX = "apikey."
@@ -99,18 +99,6 @@ class Spec:
     streams: tuple[str, ...] = (ODDS,)
 
 
-@bp.websocket("/ws/odds/<sport_key>")
-@bp.websocket("/v1/ws/odds/<sport_key>")
-async def ws_odds(sport_key: str) -> None:
-    await serve_socket(sport_key, live=False)
-
-
-@bp.websocket("/ws/live/<sport_key>")
-@bp.websocket("/v1/ws/live/<sport_key>")
-async def ws_live(sport_key: str) -> None:
-    await serve_socket(sport_key, live=True)
-
-
 def subprotocol_keys(requested: list[str]) -> tuple[list[str], str | None]:
     """(keys, subprotocol to echo) from `Sec-WebSocket-Protocol: apikey.KEY`; the keys count
     as header forms in `key_from` (two different ones are refused)."""
@@ -118,9 +106,15 @@ def subprotocol_keys(requested: list[str]) -> tuple[list[str], str | None]:
     return [p[len(SUBPROTOCOL_PREFIX):] for p in found], (found[0] if found else None)
 
 
-async def serve_socket(sport_key: str, *, live: bool) -> None:
-    gw = current_gateway()
-    ws: Any = websocket._get_current_object()  # type: ignore[attr-defined]  # the real object, for tasks
+async def serve_socket(gw: Gateway, ws: AsgiWebSocket, sport_key: str, *, live: bool) -> None:
+    """`/ws/odds/{sport}` and `/ws/live/{sport}` (also under /v1), served below Quart."""
+    try:
+        await _serve_socket(gw, ws, sport_key, live=live)
+    except Disconnected:
+        pass  # the client left: whatever it held was released on the way out
+
+
+async def _serve_socket(gw: Gateway, ws: AsgiWebSocket, sport_key: str, *, live: bool) -> None:
     proto_keys, subprotocol = subprotocol_keys(ws.requested_subprotocols)
     await ws.accept(subprotocol=subprotocol)
     try:
@@ -139,14 +133,21 @@ async def serve_socket(sport_key: str, *, live: bool) -> None:
         await close_and_linger(ws, r.code, _reason(r.message))
         return
     code, reason = 1011, "server error"
+    detached = False
     try:
-        conn = WsConnection(gw, ws, spec)
+        conn = WsConnection(gw, ws, spec, slot)
         slot.on_end = conn.end  # a revoked key ends the stream (key_watch.py)
-        code, reason = await conn.run()
+        result = await conn.run()
+        if not isinstance(result, tuple):  # DETACHED: the stream and its slot live on in ws_detached.py
+            detached = True
+            conn.handed_over.set()
+            return
+        code, reason = result
     except Exception:
         logger.exception("WebSocket %s failed", ws.path)
     finally:
-        slot.release()
+        if not detached:
+            slot.release()
     logger.info("ws %s key=%s closed %d", ws.path, api_key.name, code)
     await close_and_linger(ws, code, reason)
 
@@ -157,8 +158,11 @@ async def close_and_linger(ws: Any, code: int, reason: str) -> None:
     then lose our close frame and report 1006 instead of the code."""
     await ws.close(code, reason)
     with trio.move_on_after(CLOSE_LINGER_S):
-        while True:
-            await ws.receive()
+        try:
+            while True:
+                await ws.receive()
+        except Disconnected:
+            pass
 
 
 def _reason(text: str) -> str:
@@ -209,7 +213,7 @@ def _tier_gate(gw: Gateway, api_key: ApiKey) -> None:
 
 
 def build_spec(gw: Gateway, ws: Any, api_key: ApiKey, auth: str, sport_key: str, live: bool) -> Spec:
-    p = ws.args.to_dict(flat=False)
+    p = ws.params
     catalog = gw.universe.catalog()
     try:
         sports = parse_sports({}, sport_key, catalog)
@@ -229,6 +233,7 @@ def build_spec(gw: Gateway, ws: Any, api_key: ApiKey, auth: str, sport_key: str,
                 streams)
 
 
+DETACHED = object()  # WsConnection.run: the stream left Hypercorn and Quart (ws_detached.py)
 EXPENSIVE = 10  # what a message that builds a snapshot or starts a replay counts in the budget
 
 
@@ -276,8 +281,11 @@ def direct_writer(gw: Gateway, ws: Any) -> DirectWriter | None:
 class WsConnection:
     """One accepted, authorised socket: a reader task for client messages, a writer for frames."""
 
-    def __init__(self, gw: Gateway, ws: Any, spec: Spec) -> None:
-        self.gw, self.ws, self.spec = gw, ws, spec
+    def __init__(self, gw: Gateway, ws: Any, spec: Spec, slot: Slot | None = None) -> None:
+        self.gw, self.ws, self.spec, self.slot = gw, ws, spec, slot
+        self.reader_busy = False  # a client message is being handled (ws_detached.quiet)
+        self.unhandled: list[str | bytes] = []  # received, not yet handled (see reader)
+        self.handed_over = trio.Event()  # the request's task let go: the detached task may read on
         self.plan = self._plan(spec.filter, spec.last_event_id, spec.bad_last_event_id)
         self.session: StreamSession | None = None
         self.scope: trio.CancelScope | None = None
@@ -286,6 +294,7 @@ class WsConnection:
         self.ended: str | None = None
         self.nursery: trio.Nursery | None = None
         self.closing: tuple[int, str] | None = None  # set by the reader to close the socket
+        self.budget: TokenBucket | None = None
 
     def end(self, reason: str) -> None:
         """Ended by the server (a revoked key, a tier without this stream): final frame, 4001."""
@@ -343,8 +352,8 @@ class WsConnection:
         if self.session is not None and self.session.sub is not None:
             self.gw.hub.set_filter(self.session.sub, flt)
 
-    async def run(self) -> tuple[int, str]:
-        result = (1011, "server error")
+    async def run(self) -> tuple[int, str] | object:
+        result: tuple[int, str] | object = (1011, "server error")
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             nursery.start_soon(self.reader)  # always drain inbound messages (field notes, pitfall 13)
@@ -352,7 +361,7 @@ class WsConnection:
             nursery.cancel_scope.cancel()
         return self.closing or result
 
-    async def writer(self) -> tuple[int, str]:
+    async def writer(self) -> tuple[int, str] | object:
         while True:
             session = self.session = StreamSession(self.gw, self.plan)
             if self.ended is not None:
@@ -365,6 +374,8 @@ class WsConnection:
                             cut = await self.send_batch(batch)
                             del batch
                             if self.direct is not None and (cut or attach(session, self.direct)):
+                                if not cut and self.slot is not None and detach_ws(self, self.slot):
+                                    return DETACHED
                                 await run_direct(session, self.direct, self.plan.heartbeat_s)
                                 break  # cut, or the socket is gone: frames() ends the session
                 finally:
@@ -374,7 +385,11 @@ class WsConnection:
                 break
             last_id, self.resume_to = self.resume_to, None
             self.plan = self._plan(self.plan.filter, last_id, False, resumed_from=last_id)
-        reason = session.ended or (session.sub.cut_reason if session.sub is not None else None)
+        return self.close_for(session.ended or (session.sub.cut_reason if session.sub is not None else None))
+
+    @staticmethod
+    def close_for(reason: str | None) -> tuple[int, str]:
+        """The close code and reason for how a stream ended."""
         if reason in (KEY_REVOKED, TIER_REQUIRED):
             return 4001, f"{reason}: this key may no longer hold this stream"
         if reason == SLOW_CONSUMER:
@@ -384,30 +399,48 @@ class WsConnection:
         return 1011, "stream ended unexpectedly"
 
     async def reader(self) -> None:
-        cfg = self.gw.config.streams
-        budget = TokenBucket(cfg.ws_messages_per_s, cfg.ws_message_burst, trio.current_time())
         while True:
             raw = await self.ws.receive()
+            # kept until handled: if the stream leaves Quart's task (ws_detached.py) before this
+            # task ran again, its cancellation lands at the next await and the message would be
+            # lost; the detached task handles what is left here
+            self.unhandled.append(raw)
+            self.reader_busy = True
             try:
-                msg = parse_message(raw)
-            except BadMessage as exc:
-                msg, error = None, exc.message
-            if not budget.take(message_cost(msg), trio.current_time()):
-                await self.send({"type": "error", "error": "bad_message", "timestamp": wall_ms(),
-                                 "message": f"too many messages: at most {cfg.ws_messages_per_s:g} a second "
-                                            f"(bursts of {cfg.ws_message_burst:g}; a snapshot or resume counts "
-                                            f"{EXPENSIVE})"})
-                self.closing = (1008, "message budget exceeded")
+                ok = await self.on_message(raw)
+            finally:
+                self.reader_busy = False
+            self.unhandled.remove(raw)
+            if not ok:
                 assert self.nursery is not None
                 self.nursery.cancel_scope.cancel()
                 return
-            try:
-                if msg is None:
-                    raise BadMessage(error)
-                await self.dispatch(msg)
-            except BadMessage as exc:
-                await self.send({"type": "error", "error": "bad_message", "message": exc.message,
-                                 "timestamp": wall_ms()})
+
+    async def on_message(self, raw: str | bytes) -> bool:
+        """Handle one client message; False: past the message budget (`closing` is set)."""
+        cfg = self.gw.config.streams
+        if self.budget is None:
+            self.budget = TokenBucket(cfg.ws_messages_per_s, cfg.ws_message_burst, trio.current_time())
+        try:
+            msg: dict[str, Any] | None = parse_message(raw)
+            error = ""
+        except BadMessage as exc:
+            msg, error = None, exc.message
+        if not self.budget.take(message_cost(msg), trio.current_time()):
+            await self.send({"type": "error", "error": "bad_message", "timestamp": wall_ms(),
+                             "message": f"too many messages: at most {cfg.ws_messages_per_s:g} a second "
+                                        f"(bursts of {cfg.ws_message_burst:g}; a snapshot or resume counts "
+                                        f"{EXPENSIVE})"})
+            self.closing = (1008, "message budget exceeded")
+            return False
+        try:
+            if msg is None:
+                raise BadMessage(error)
+            await self.dispatch(msg)
+        except BadMessage as exc:
+            await self.send({"type": "error", "error": "bad_message", "message": exc.message,
+                             "timestamp": wall_ms()})
+        return True
 
     async def dispatch(self, msg: dict[str, Any]) -> None:
         kind = msg["type"]

@@ -1,0 +1,37 @@
+"""Read-only views of an ASGI scope's headers and query, shaped like Quart's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Headers:
+    """Case-insensitive, read-only view of ASGI headers: `get` gives a name's first value (as
+    Quart's headers do), `getlist` every value (key extraction refuses two different keys)."""
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._h: dict[str, list[str]] = {}
+        for k, v in raw:
+            self._h.setdefault(k.decode("latin-1").lower(), []).append(v.decode("latin-1"))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        values = self._h.get(name.lower())
+        return values[0] if values else default
+
+    def getlist(self, name: str) -> list[str]:
+        return list(self._h.get(name.lower(), ()))
+
+
+class Args:
+    """First value of each query parameter, as Quart's `request.args.get` gives it; `getlist`
+    gives them all."""
+
+    def __init__(self, multi: dict[str, list[str]]) -> None:
+        self._multi = multi
+
+    def get(self, name: str, default: Any = None) -> Any:
+        values = self._multi.get(name)
+        return values[0] if values else default
+
+    def getlist(self, name: str) -> list[str]:
+        return list(self._multi.get(name, ()))
