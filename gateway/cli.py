@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from . import dbtools
+from . import dbtools, gcstats
 from .auth import KeyError_, create_key, delete_key_named, list_keys, revoke_key
 from .config import Config, ConfigError, load_config
 from .resources import default_config_path
@@ -279,8 +279,14 @@ def tune_gc(config: Config) -> None:
     # default, comes as soon as objects that live a few seconds (each heartbeat's sleep) add up
     # to a quarter of the old generation: every ~3 s there. Fewer full passes; the cost is
     # cyclic garbage (a closed connection's objects) kept longer (bench/RESULTS.md section 10).
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, config.server.gc_full_pass_every)
+    # Young passes: every trio task that wakes (a heartbeat, a ping, a frame) puts about ten
+    # of its long-lived objects back in the youngest generation without counting as an
+    # allocation, so with CPython's 700 a young pass walked 30,000-200,000 objects at 10,000
+    # streams (10-130 ms). Smaller, more frequent young passes cost the same CPU in all and
+    # stay under a millisecond or two (bench/RESULTS.md section 15).
+    _, middle, _ = gc.get_threshold()
+    gc.set_threshold(config.server.gc_young_threshold, middle, config.server.gc_full_pass_every)
+    gcstats.install()  # pauses per generation in /metrics
 
 
 def _banner(url: str, demo_key: str | None, config: Config, recorder: CountingRecorder | None = None) -> None:

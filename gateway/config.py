@@ -35,7 +35,8 @@ class ServerConfig:
     session_ttl_s: int = 12 * 3600
     graceful_timeout_s: float = 1.0
     # `gateway serve` only: young-generation GC passes between two full ones (CPython: 10)
-    gc_full_pass_every: int = 1000
+    gc_full_pass_every: int = 20000
+    gc_young_threshold: int = 50  # `gateway serve`: allocations between two young GC passes (CPython: 700)
     header_timeout_s: float = 10.0  # a request head must arrive within this long (else the connection closes)
     body_timeout_s: float = 30.0  # a request body that stalls this long gets 408 and the connection closes
     max_pending_connections: int = 512  # connections without a whole request; past it the oldest is closed
@@ -256,6 +257,7 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
     _check(cfg.database.max_size_mb >= 0, "[database] max_size_mb must be >= 0 (0: no limit)")
     _check(0 <= cfg.server.port <= 65535, "[server] port must be between 0 and 65535")
     _check(cfg.server.gc_full_pass_every >= 1, "[server] gc_full_pass_every must be >= 1")
+    _check(cfg.server.gc_young_threshold >= 10, "[server] gc_young_threshold must be >= 10")
     _check(cfg.server.header_timeout_s > 0, "[server] header_timeout_s must be > 0")
     _check(cfg.server.body_timeout_s > 0, "[server] body_timeout_s must be > 0")
     _check(cfg.server.max_pending_connections >= 1, "[server] max_pending_connections must be >= 1")

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from . import gcstats
 from .writer import BATCH_MS_BUCKETS, wall_ms
 
 if TYPE_CHECKING:
@@ -61,6 +62,31 @@ class GatewayCollector(Collector):
                 fresh.add_metric([str(row["source"]), sport], float(row["seconds_since_last_event"]))  # type: ignore[arg-type]
         yield fresh
         yield from _connections(gw)
+        yield from _gc_pauses()
+
+
+def _gc_pauses() -> Iterator[Metric]:
+    pauses = gcstats.PAUSES
+    if pauses is None:  # installed by `gateway serve` only
+        return
+    hist = HistogramMetricFamily("gateway_gc_pause_seconds", "Garbage-collector passes (CPU time of each)",
+                                 labels=["generation"])
+    longest = GaugeMetricFamily("gateway_gc_pause_longest_seconds", "Longest garbage-collector pass since start (CPU)",
+                                labels=["generation"])
+    wall = GaugeMetricFamily("gateway_gc_pause_longest_wall_seconds",
+                             "Longest garbage-collector pass since start, wall time (includes the OS running others)",
+                             labels=["generation"])
+    for gen in range(3):
+        cumulative, buckets = 0, []
+        for bound, n in zip((*gcstats.BUCKETS_S, float("inf")), pauses.buckets[gen], strict=True):
+            cumulative += n
+            buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+        hist.add_metric([str(gen)], buckets, pauses.total[gen])
+        longest.add_metric([str(gen)], pauses.longest[gen])
+        wall.add_metric([str(gen)], pauses.longest_wall[gen])
+    yield hist
+    yield longest
+    yield wall
 
 
 def _connections(gw: Gateway) -> Iterator[Metric]:

@@ -129,10 +129,11 @@ def test_cli_config_errors_name_the_key(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_serve_spaces_out_full_gc_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gc, "freeze", lambda: None)  # not in the test process
+    monkeypatch.setattr("gateway.gcstats.install", lambda: None)
     before = gc.get_threshold()
     try:
         tune_gc(load_config(Path(__file__).resolve().parent.parent / "config.toml"))
-        assert gc.get_threshold() == (before[0], before[1], 1000)
+        assert gc.get_threshold() == (50, before[1], 20000)
     finally:
         gc.set_threshold(*before)
 

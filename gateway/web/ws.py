@@ -140,6 +140,7 @@ async def _serve_socket(gw: Gateway, ws: AsgiWebSocket, sport_key: str, *, live:
         result = await conn.run()
         if not isinstance(result, tuple):  # DETACHED: the stream and its slot live on in ws_detached.py
             detached = True
+            conn.ws, conn.nursery = None, None  # the request's objects (Hypercorn's, its tasks) can go
             conn.handed_over.set()
             return
         code, reason = result
