@@ -8,10 +8,9 @@ constant-time compare. Cap slots are objects whose release is idempotent, so eve
 
 from __future__ import annotations
 
-import math
-
 import hashlib
 import hmac
+import math
 import secrets
 import sqlite3
 import time

@@ -38,8 +38,8 @@ from .core.freshness import Freshness
 from .core.history import history_price
 from .core.market_state import StatusChanges
 from .core.model import NO_PRICE, Play, Quote
-from .core.steam import SteamDetector
 from .core.sources import PlaySelector, status_payload
+from .core.steam import SteamDetector
 from .hub import Hub
 from .store import LogRow, Store, WriteBatch
 from .universe import Universe

@@ -156,10 +156,7 @@ def row_status(cells: Mapping[tuple[str, str], Quote]) -> tuple[str, list[str]]:
     shut = {m for (m, _), q in cells.items() if q.status != OPEN}
     if not shut:
         return OPEN, []
-    if all(q.status == "closed" for q in cells.values()):
-        status = "closed"
-    else:
-        status = "suspended"
+    status = "closed" if all(q.status == "closed" for q in cells.values()) else "suspended"
     return status, [m for m in GAME_MARKETS if m in shut] or sorted(shut)  # a row: game markets, or one prop
 
 

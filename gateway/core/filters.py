@@ -63,7 +63,7 @@ class Filter:
         if self.live_only and not f.live:
             return False
         stream = f.stream
-        if stream == DROP or stream == STEAM:
+        if stream in (DROP, STEAM):
             if self.steam != ("off" if stream == DROP else "only") and self.steam != "also":
                 return False
             if f.delta_cents < self.threshold:

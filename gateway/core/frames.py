@@ -36,9 +36,9 @@ class Frame:
     __slots__ = (
         "_chunk",
         "_chunk_named",
+        "_formats",
         "_sse",
         "_sse_named",
-        "_formats",
         "_ws",
         "bookmaker",
         "books",

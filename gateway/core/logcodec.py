@@ -423,11 +423,11 @@ def decode(body: bytes, *, seq: int, ms: int, name: Name) -> tuple[dict[str, Any
     100,000 frames spends most of its time here); it is the text `frames.dumps` makes of the
     same payload, which the tests check."""
     layout = body[0] >> 1
-    if layout == L_DROP or layout == L_DROP_AS:
+    if layout in (L_DROP, L_DROP_AS):
         return _decode_drop(varints(body), seq, ms, name, layout == L_DROP_AS)
-    if layout == L_GAME or layout == L_GAME2:
+    if layout in (L_GAME, L_GAME2):
         return _decode_game(varints(body), seq, ms, name, layout == L_GAME2)
-    if layout == L_PROP or layout == L_PROP2:
+    if layout in (L_PROP, L_PROP2):
         return _decode_prop(varints(body), seq, ms, name, layout == L_PROP2)
     if layout == L_MARKET:
         p = _decode_market(varints(body), seq, ms, name)

@@ -11,7 +11,8 @@ least its Retry-After. A 400/404/422 for one sport (e.g. an unknown sport key) s
 only. Market state (issue 15.1): a market a book listed in the last answer for a sport and
 no longer lists is marked suspended (closed once its event is over), by a quote of its last
 price with `status` and reason `not_listed`; when the book lists it again it is open, and its
-first price is compared with the last one before (a drop with `after_suspension`). Quota: the `x-requests-*` headers are logged every `QUOTA_LOG_EVERY` polls, as a warning
+first price is compared with the last one before (a drop with `after_suspension`).
+Quota: the `x-requests-*` headers are logged every `QUOTA_LOG_EVERY` polls, as a warning
 when little is left, and at zero the feed sleeps `QUOTA_EXHAUSTED_SLEEP_S` between attempts.
 
 The API key is `api_key` from the config, else the environment variable `api_key_env`

@@ -19,7 +19,7 @@ from quart import Blueprint, Response, jsonify
 
 from ..app import Gateway, current_gateway
 from ..core.filters import ParamError, Params, csv, one
-from ..core.history import clv, closing_price, series_json
+from ..core.history import closing_price, clv, series_json
 from ..core.model import MARKET_OUTCOMES, PROP_OUTCOMES
 from ..core.odds import ODDS_FORMATS, OddsError, to_american
 from ..core.time import iso_from_ms
@@ -136,7 +136,7 @@ def _bet(gw: Gateway, p: Params, commence_ms: int) -> dict[str, Any]:
     except ValueError as exc:  # OddsError, or not a number
         why = str(exc) if isinstance(exc, OddsError) else "not a number"
         raise ParamError("price", f"{text[:40]!r} as {fmt}: {why}") from None
-    point_text = one(p, "point")
+    point_text = one(p, "point") or ""
     try:
         point = float(point_text) if point_text else None
     except ValueError:
