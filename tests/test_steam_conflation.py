@@ -55,8 +55,8 @@ async def test_steam_on_the_drop_stream_and_its_own_route(gateway: Running) -> N
 def test_webhook_kinds_steam_matches_steam_frames_only() -> None:
     catalog = Catalog(sports={SPORT}, bookmakers={"pinnacle"}, markets={"h2h"})
     steam = Frame(seq=5, stream=STEAM, payload={
-        "type": "steam", "sport_key": SPORT, "event_id": "e", "kind": "game", "market_key": "h2h", "books": ["pinnacle"],
-        "delta_cents": 15, "direction": "toward_favorite"})
+        "type": "steam", "sport_key": SPORT, "event_id": "e", "kind": "game", "market_key": "h2h",
+        "books": ["pinnacle"], "delta_cents": 15, "direction": "toward_favorite"})
     drop = Frame(seq=6, stream=DROP, payload={
         "type": "odds_drop", "sport_key": SPORT, "event_id": "e", "bookmaker": "pinnacle", "kind": "game",
         "market_key": "h2h", "delta_cents": 15, "direction": "toward_favorite"})
@@ -130,7 +130,8 @@ async def test_a_slow_client_at_ten_times_the_conflation_sees_the_same_final_boa
                         fast[(row["event_id"], row["bookmaker"], row["kind"])] = row
                 slow.update(fast)
                 for i, p in enumerate(prices):
-                    await push(c, ingest, [quote(p, book=books[i % 3]), quote(p + 200, outcome="away", book=books[i % 3])])
+                    book = books[i % 3]
+                    await push(c, ingest, [quote(p, book=book), quote(p + 200, outcome="away", book=book)])
                     await trio.sleep(0.01)
                 final_id = None
                 while fast_count < len(prices):
