@@ -11,8 +11,8 @@ import trio
 
 from gateway.config import FeedConfig
 from gateway.core.drops import DropDetector
-from gateway.core.steam import SteamDetector
 from gateway.core.model import Play, Quote
+from gateway.core.steam import SteamDetector
 from gateway.feeds.replay import DEMO_RECORDING, Batch, Recorder, RecordingError, read_recording, run_replay
 from gateway.feeds.simulator import Simulator
 
