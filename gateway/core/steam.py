@@ -73,15 +73,16 @@ class SteamDetector:
     books have moved. `observe` takes every drop; the writer may skip the ones under the
     threshold itself (they never count)."""
 
-    __slots__ = ("_fired", "_outcomes", "books", "threshold", "window_ms")
+    __slots__ = ("_outcomes", "books", "threshold", "window_ms")
 
     def __init__(self, *, books: int = 3, threshold: int = 10, window_ms: int = 60_000) -> None:
         if books < 2:
             raise ValueError("books must be at least 2")
         self.books, self.threshold, self.window_ms = books, threshold, window_ms
-        # outcome -> book -> its run of qualifying moves in its latest direction: [sign, [(time, drop)]]
-        self._outcomes: dict[_Key, dict[str, list[Any]]] = {}
-        self._fired: dict[tuple[_Key, int], int] = {}  # (outcome, sign) -> last move time of its episode
+        # outcome -> [book -> its run of qualifying moves in its latest direction, books per sign]
+        # a run: [sign, first time, last time, [(time, drop), ...]]
+        # and, by sign, the last move time of the episode last reported
+        self._outcomes: dict[_Key, tuple[dict[str, list[Any]], list[int], list[int | None]]] = {}
 
     def observe(self, d: Drop) -> Steam | None:
         """Record one drop; a Steam when it completes one."""
@@ -90,51 +91,63 @@ class SteamDetector:
             return None
         q = d.quote
         key = (q.event_id, q.market_key, q.outcome, q.player)
-        books = self._outcomes.get(key)
-        if books is None:
-            books = self._outcomes[key] = {}
+        entry = self._outcomes.get(key)
+        if entry is None:
+            entry = self._outcomes[key] = ({}, [0, 0, 0], [None, None, None])  # indexed by sign: [_, +1, -1]
+        books, counts, episodes = entry
         t, sign, window = q.observed_at_ms, (1 if delta > 0 else -1), self.window_ms
         run = books.get(q.bookmaker)
-        if run is None or (run[0] != sign and t >= run[1][-1][0]):
-            books[q.bookmaker] = [sign, [(t, d)]]  # a first move, or the book turned round
-        elif run[0] == sign:
-            moves = run[1]
-            if t >= moves[-1][0]:
-                moves.append((t, d))
-            else:
-                bisect.insort(moves, (t, d), key=lambda m: m[0])
-            if moves[0][0] < t - 2 * window:  # too old to share a window with anything new
-                run[1] = [m for m in moves if m[0] >= t - 2 * window]
+        if run is None:
+            books[q.bookmaker] = [sign, t, t, [(t, d)]]
+            counts[sign] += 1
+        elif run[0] != sign:
+            if t < run[2]:
+                return None  # an older move the other way: the book has turned round since
+            books[q.bookmaker] = [sign, t, t, [(t, d)]]  # the book turned round
+            counts[sign] += 1
+            counts[-sign] -= 1
         else:
-            return None  # an older move the other way: the book has turned round since
-        fired = self._fired.get((key, sign))
-        if fired is not None and t <= fired + window:
-            self._fired[(key, sign)] = max(fired, t)  # the same episode goes on
+            moves = run[3]
+            if t >= run[2]:
+                moves.append((t, d))
+                run[2] = t
+            else:
+                bisect.insort(moves, (t, d), key=_time)
+                if t < run[1]:
+                    run[1] = t
+            if run[1] < t - 2 * window:  # too old to share a window with anything new
+                moves[:] = [m for m in moves if m[0] >= t - 2 * window]
+                run[1] = moves[0][0]
+        if counts[sign] < self.books:
             return None
-        if len(books) < self.books:
-            return None
-        lo, hi, n = t - window, t + window, 0  # cheap test first: enough books near this move?
+        lo, hi, n = t - window, t + window, 0  # enough books moving this way near this move?
         for r in books.values():
-            if r[0] == sign and r[1][0][0] <= hi and r[1][-1][0] >= lo:
+            if r[0] == sign and r[1] <= hi and r[2] >= lo:
                 n += 1
         if n < self.books:
             return None
+        fired = episodes[sign]
+        if fired is not None and t <= fired + window:
+            episodes[sign] = max(fired, t)  # the same episode goes on
+            return None
         after = -(2**62) if fired is None else fired + window
-        best = _densest([(tm, b, x) for b, r in books.items() if r[0] == sign for tm, x in r[1] if tm > after],
+        best = _densest([(tm, b, x) for b, r in books.items() if r[0] == sign for tm, x in r[3] if tm > after],
                         window, self.books)
         if best is None:
             return None
-        self._fired[(key, sign)] = best[-1].at_ms
+        episodes[sign] = best[-1].at_ms
         return Steam(q, "toward_dog" if sign > 0 else "toward_favorite", tuple(best))
 
     def forget_event(self, event_id: str) -> None:
         for key in [k for k in self._outcomes if k[0] == event_id]:
             del self._outcomes[key]
-        for fk in [k for k in self._fired if k[0][0] == event_id]:
-            del self._fired[fk]
 
     def __len__(self) -> int:
         return len(self._outcomes)
+
+
+def _time(m: tuple[int, Drop]) -> int:
+    return m[0]
 
 
 def _densest(moves: list[tuple[int, str, Drop]], window_ms: int, books: int) -> list[Move] | None:
