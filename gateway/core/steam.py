@@ -80,7 +80,7 @@ class SteamDetector:
             raise ValueError("books must be at least 2")
         self.books, self.threshold, self.window_ms = books, threshold, window_ms
         # outcome -> [book -> its run of qualifying moves in its latest direction, books per sign]
-        # a run: [sign, first time, last time, [(time, drop), ...]]
+        # a run: [sign, first time, last time, [drop, ...] by time]
         # and, by sign, the last move time of the episode last reported
         self._outcomes: dict[_Key, tuple[dict[str, list[Any]], list[int], list[int | None]]] = {}
 
@@ -98,26 +98,26 @@ class SteamDetector:
         t, sign, window = q.observed_at_ms, (1 if delta > 0 else -1), self.window_ms
         run = books.get(q.bookmaker)
         if run is None:
-            books[q.bookmaker] = [sign, t, t, [(t, d)]]
+            books[q.bookmaker] = [sign, t, t, [d]]
             counts[sign] += 1
         elif run[0] != sign:
             if t < run[2]:
                 return None  # an older move the other way: the book has turned round since
-            books[q.bookmaker] = [sign, t, t, [(t, d)]]  # the book turned round
+            run[0], run[1], run[2], run[3] = sign, t, t, [d]  # the book turned round
             counts[sign] += 1
             counts[-sign] -= 1
         else:
             moves = run[3]
             if t >= run[2]:
-                moves.append((t, d))
+                moves.append(d)
                 run[2] = t
             else:
-                bisect.insort(moves, (t, d), key=_time)
+                bisect.insort(moves, d, key=_time)
                 if t < run[1]:
                     run[1] = t
-            if run[1] < t - 2 * window:  # too old to share a window with anything new
-                moves[:] = [m for m in moves if m[0] >= t - 2 * window]
-                run[1] = moves[0][0]
+            if run[1] < t - 2 * window and len(moves) > 8:  # too old to share a window with anything new
+                moves[:] = [m for m in moves if m.quote.observed_at_ms >= t - 2 * window]
+                run[1] = moves[0].quote.observed_at_ms
         if counts[sign] < self.books:
             return None
         lo, hi, n = t - window, t + window, 0  # enough books moving this way near this move?
@@ -131,8 +131,8 @@ class SteamDetector:
             episodes[sign] = max(fired, t)  # the same episode goes on
             return None
         after = -(2**62) if fired is None else fired + window
-        best = _densest([(tm, b, x) for b, r in books.items() if r[0] == sign for tm, x in r[3] if tm > after],
-                        window, self.books)
+        best = _densest([(x.quote.observed_at_ms, b, x) for b, r in books.items() if r[0] == sign for x in r[3]
+                         if x.quote.observed_at_ms > after], window, self.books)
         if best is None:
             return None
         episodes[sign] = best[-1].at_ms
@@ -146,8 +146,8 @@ class SteamDetector:
         return len(self._outcomes)
 
 
-def _time(m: tuple[int, Drop]) -> int:
-    return m[0]
+def _time(d: Drop) -> int:
+    return d.quote.observed_at_ms
 
 
 def _densest(moves: list[tuple[int, str, Drop]], window_ms: int, books: int) -> list[Move] | None:
