@@ -204,3 +204,17 @@ async def test_quota_headers(gateway: Running) -> None:
     assert int(v4.headers["X-RateLimit-Reset"]) >= 1
     assert bad.status_code == 400 and bad.headers["x-requests-used"] == "3"  # errors count and say so
     assert anonymous.status_code == 401 and "X-RateLimit-Limit" not in anonymous.headers
+
+
+async def test_history_answers_are_bounded(gateway: Running, monkeypatch: Any) -> None:
+    import gateway.web.history as history
+
+    key, ingest = gateway.key(), gateway.key(scopes=("ingest",))
+    monkeypatch.setattr(history, "MAX_CHANGES", 2)
+    async with gateway.client() as c:
+        for price in (-110, -120, -130):
+            await push(c, ingest, [quote(price)])
+        r = await _history(c, key)
+        assert (r.status_code, r.json()["param"]) == (400, "from") and "narrow" in r.json()["message"]
+        r = await _history(c, key, **{"from": now_ms() - 1})  # a narrower range fits
+        assert r.status_code == 200

@@ -29,6 +29,7 @@ from .common import ApiError, authenticate, bad_param, check_sport, params, time
 
 bp = Blueprint("history", __name__)
 DAY_MS = 86_400_000
+MAX_CHANGES = 100_000  # per answer: past it, narrow from/to, bookmakers or markets
 
 
 async def event_history(gw: Gateway, sport_key: str, event_id: str) -> tuple[Any, EventHistory | None]:
@@ -56,6 +57,10 @@ def history_answer(gw: Gateway, ev: Any, hist: EventHistory | None, p: Params, n
               if (books is None or s.bookmaker in books) and (markets is None or s.market_key in markets)]
     out = [series_json(s, commence_ms=ev.commence_time_ms, now_ms=now, from_ms=lo, to_ms=hi, odds_format=fmt)
            for s in series]
+    total = sum(len(s["changes"]) for s in out)
+    if total > MAX_CHANGES:
+        raise ParamError("from", f"{total} changes in this range, more than {MAX_CHANGES} per answer: narrow from/to, "
+                         "bookmakers or markets")
     return {"event_id": ev.id, "sport_key": ev.sport_key, "home_team": ev.home_team, "away_team": ev.away_team,
             "commence_time": iso_from_ms(ev.commence_time_ms), "started": now >= ev.commence_time_ms,
             "odds_format": fmt, "from": lo, "to": hi, "history_days": days,
