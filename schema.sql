@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS quotes (
     point       REAL,
     price       INTEGER NOT NULL,
     observed_ms INTEGER NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'open',  -- open | suspended | closed (issue 15)
     PRIMARY KEY (event_id, bookmaker, market_key, outcome, player)
 ) WITHOUT ROWID;
 
@@ -86,6 +87,34 @@ CREATE TABLE IF NOT EXISTS log_names (
     value    TEXT NOT NULL UNIQUE,  -- JSON: "pinnacle", ["e", event_id, sport, home, away, commence], ...
     used_seq INTEGER NOT NULL
 );
+
+-- line history (issue 15): every price change, kept [database] history_days apart from the
+-- resume window. A series is one (event, book, market, outcome, player, point); a change is
+-- (event code, time, series number within the event, price code), clustered by event and
+-- time so one event's history is one index range. Price code: American odds, or 0 suspended,
+-- 1 closed. About 20 bytes a change (README, Line history).
+CREATE TABLE IF NOT EXISTS history_events (
+    code     INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    last_ms  INTEGER NOT NULL  -- newest change: whole events past the window go at once
+);
+CREATE TABLE IF NOT EXISTS history_series (
+    event      INTEGER NOT NULL,  -- history_events.code
+    n          INTEGER NOT NULL,  -- the series' number within its event
+    bookmaker  TEXT NOT NULL,
+    market_key TEXT NOT NULL,
+    outcome    TEXT NOT NULL,
+    player     TEXT NOT NULL DEFAULT '',
+    point      REAL,
+    PRIMARY KEY (event, n)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS price_history (
+    event INTEGER NOT NULL,
+    ms    INTEGER NOT NULL,
+    n     INTEGER NOT NULL,
+    price INTEGER NOT NULL,
+    PRIMARY KEY (event, ms, n)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS api_keys (
     id         INTEGER PRIMARY KEY,
@@ -135,4 +164,4 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
 CREATE INDEX IF NOT EXISTS webhook_deliveries_hook ON webhook_deliveries (webhook_id, created_ms);
 
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;

@@ -14,7 +14,7 @@ from pathlib import Path
 from gateway.feeds.replay import DEMO_RECORDING, Recorder
 from gateway.feeds.simulator import Simulator
 
-SEED = 20260512
+SEED = 2  # picked so that the two minutes hold a suspension after a score (issue 15), steam and plays
 SPORTS = ("basketball_nba", "soccer_epl")
 EVENTS_PER_SPORT = 1  # one live game per sport: both odds and plays move
 START_MS = 1_778_612_400_000  # 2026-05-12T19:00:00Z; replay shifts it to "now"

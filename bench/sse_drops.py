@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events-per-sport", type=int, default=4)
     ap.add_argument("--big-fraction", type=float, default=0.1, help="share of moves of 10-30 cents")
     ap.add_argument("--threshold", type=int, default=10)
+    ap.add_argument("--stream", choices=("drops", "odds"), default="drops",
+                    help="odds: subscribers read the odds stream (/v1/sse/odds) instead (conflation, issue 15)")
+    ap.add_argument("--conflate-ms", type=int, default=0, help="odds stream: conflate_ms of every subscriber")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--profile", action="store_true",
                     help=f"py-spy the server for 10 s mid-window (needs {PROFILER}: "
@@ -128,8 +131,12 @@ def _run(args: argparse.Namespace, sports: list[str], server: Server, per_client
     ingest_key = server.create_key("bench-ingest", "enterprise", ["ingest"])
     sub_keys = [server.create_key(f"bench-sub-{i}", "enterprise")
                 for i in range(max(1, math.ceil(args.subscribers / SUBS_PER_KEY)))]
-    targets = [(f"/v1/odds-drop/{sports[i % len(sports)]}?threshold={args.threshold}&heartbeat_s=30",
-                sub_keys[i // SUBS_PER_KEY]) for i in range(args.subscribers)]
+    def path(sport: str) -> str:
+        if args.stream == "odds":
+            return f"/v1/sse/odds/{sport}?heartbeat_s=30&limit=1&conflate_ms={args.conflate_ms}"
+        return f"/v1/odds-drop/{sport}?threshold={args.threshold}&heartbeat_s=30"
+
+    targets = [(path(sports[i % len(sports)]), sub_keys[i // SUBS_PER_KEY]) for i in range(args.subscribers)]
 
     # load generator: baselines first
     lg_parent, lg_child = ctx.Pipe()
@@ -252,6 +259,7 @@ def _report(args: argparse.Namespace, sports: list[str], lg: dict[str, Any], res
         ("server writes/s (HTTP chunks received)", writes / dur),
         ("drop frames per write", deliveries / writes if writes else float("nan")),
         ("MB/s received", sum(r["bytes_window"] for r in results) / dur / 1e6),
+        ("bytes/s per subscriber", sum(r["bytes_window"] for r in results) / dur / max(1, connected)),
         ("latency p50 ms", lq[50]),
         ("latency p90 ms", lq[90]),
         ("latency p99 ms", lq[99]),

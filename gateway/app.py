@@ -20,9 +20,11 @@ from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
 from .config import Config
+from .conflation import run_conflation
 from .core.board import Board
 from .core.drops import DropDetector
 from .core.model import Quote
+from .core.steam import SteamDetector
 from .feeds.runner import run_feeds
 from .handle import Gateway, current_gateway
 from .hub import SHUTDOWN, Hub
@@ -46,11 +48,11 @@ def load_board(conn: sqlite3.Connection, board: Board) -> None:
     """Rebuild the in-memory board from the stored current prices."""
     rows = conn.execute(
         "SELECT q.event_id, e.sport_key, e.home_team, e.away_team, e.commence_time_ms, q.bookmaker, "
-        "q.market_key, q.outcome, q.price, q.point, q.player, q.observed_ms "
+        "q.market_key, q.outcome, q.price, q.point, q.player, q.observed_ms, q.status "
         "FROM quotes q JOIN events e ON e.id = q.event_id"
     )
     for r in rows:
-        board.apply(Quote(r[1], r[0], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10] or None, r[11]))
+        board.apply(Quote(r[1], r[0], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10] or None, r[11], r[12]))
 
 
 def open_gateway(config: Config, *, clock: Callable[[], int] = wall_ms) -> Gateway:
@@ -71,7 +73,9 @@ def open_gateway(config: Config, *, clock: Callable[[], int] = wall_ms) -> Gatew
     hub = Hub(config.streams.subscriber_buffer)
     writer = Writer(store, hub, universe, board=board, next_seq=last + 1,
                     batch_ms=config.streams.writer_batch_ms, max_batch_rows=config.streams.max_batch_rows,
-                    clock=clock, stale_after_s=config.sources.stale_after_s)
+                    clock=clock, stale_after_s=config.sources.stale_after_s,
+                    steam=SteamDetector(books=config.steam.books, threshold=config.steam.threshold,
+                                        window_ms=int(config.steam.window_s * 1000)))
     writer.detector = baselines(board, universe)  # baselines survive a restart: no drop is missed or invented
     writer.final_matches.update(finals)  # games that ended before a restart are not in play after it
 
@@ -109,7 +113,7 @@ def baselines(board: Board, universe: Universe) -> DropDetector:
 
 
 def create_app(gw: Gateway) -> QuartTrio:
-    from .web import apidocs, dashboard, errors, hypercorn_patches, ingest, rest, session, webhooks
+    from .web import apidocs, dashboard, errors, history, hypercorn_patches, ingest, rest, session, webhooks
 
     app = QuartTrio("gateway")
     app.config["GATEWAY"] = gw
@@ -118,7 +122,7 @@ def create_app(gw: Gateway) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = gw.config.server.max_body_bytes
     errors.install(app)
     hypercorn_patches.install()
-    for module in (rest, ingest, session, dashboard, webhooks, apidocs):
+    for module in (rest, ingest, session, dashboard, webhooks, apidocs, history):
         app.register_blueprint(module.bp)
     return app
 
@@ -233,6 +237,7 @@ async def serve(
             await nursery.start(gw.webhooks.run)  # webhooks (issue 7)
             nursery.start_soon(prune_forever, gw)  # by age, by size; the disk-space warning
             nursery.start_soon(_checkpoint_forever, gw)
+            nursery.start_soon(run_conflation, gw.hub)  # conflate_ms streams (issue 15.4)
             nursery.start_soon(watch_keys, gw)
             if feeds:
                 nursery.start_soon(run_feeds, config, gw.writer)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import sqlite3
 import time
@@ -226,6 +227,7 @@ class RateLimiter:
 
     def __init__(self) -> None:
         self._buckets: dict[int, tuple[float, float]] = {}
+        self._used: dict[int, tuple[int, int]] = {}  # key -> (minute, requests counted in it)
 
     def check(self, key_id: int, per_minute: int, now: float) -> float:
         """Return 0 if allowed, else the seconds to wait before retrying."""
@@ -233,8 +235,23 @@ class RateLimiter:
         burst = float(max(burst_size(per_minute), per_minute / 10.0))
         tokens, last = self._buckets.get(key_id, (burst, now))
         tokens = min(burst, tokens + (now - last) * rate)
+        minute = int(now // 60)
+        used = self._used.get(key_id)
+        self._used[key_id] = (minute, used[1] + 1 if used is not None and used[0] == minute else 1)
         if tokens >= 1.0:
             self._buckets[key_id] = (tokens - 1.0, now)
             return 0.0
         self._buckets[key_id] = (tokens, now)
         return (1.0 - tokens) / rate
+
+    def quota(self, key_id: int, per_minute: int, now: float) -> tuple[int, int, int]:
+        """(requests left now, seconds until the burst is whole again, requests counted this
+        minute) for the quota headers (issue 15.6): X-RateLimit-Remaining / -Reset and The
+        Odds API's x-requests-remaining / -used."""
+        rate = per_minute / 60.0
+        burst = float(max(burst_size(per_minute), per_minute / 10.0))
+        tokens, last = self._buckets.get(key_id, (burst, now))
+        tokens = min(burst, tokens + (now - last) * rate)
+        used = self._used.get(key_id)
+        counted = used[1] if used is not None and used[0] == int(now // 60) else 0
+        return int(tokens), math.ceil((burst - tokens) / rate) if rate > 0 else 0, counted

@@ -53,6 +53,7 @@ class DatabaseConfig:
     prune_interval_s: float = 300.0
     checkpoint_interval_s: float = 1.0  # WAL -> database copy, off the commit path (store.checkpoint)
     max_size_mb: float = 0.0  # 0: no limit; else the oldest stream-log rows go first (gateway/retention.py)
+    history_days: float = 14.0  # line history (every price change), apart from the resume window
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +104,15 @@ class WebhooksConfig:
     block_private_addresses: bool = False
     concurrency: int = 20  # POSTs in flight, all keys (deliveries and /test)
     per_key_concurrency: int = 5  # of which one key may hold at most this many
+
+
+@dataclass(frozen=True, kw_only=True)
+class SteamConfig:
+    # a steam frame: at least `books` books move one outcome the same way by at least
+    # `threshold` cents each within `window_s` (gateway/core/steam.py)
+    books: int = 3
+    threshold: int = 10
+    window_s: float = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,6 +167,7 @@ class Config:
     demo: DemoConfig = field(default_factory=DemoConfig)
     books: BooksConfig = field(default_factory=BooksConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    steam: SteamConfig = field(default_factory=SteamConfig)
     tiers: Mapping[str, TierConfig] = field(default_factory=lambda: dict(DEFAULT_TIERS))
     feeds: tuple[FeedConfig, ...] = ()
     base_dir: Path = field(default_factory=Path.cwd)
@@ -211,13 +222,13 @@ def _check(cond: bool, message: str) -> None:
 
 
 def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Config:
-    known = {"server", "database", "streams", "sources", "demo", "books", "tiers", "feeds", "webhooks"}
+    known = {"server", "database", "streams", "sources", "demo", "books", "tiers", "feeds", "webhooks", "steam"}
     unknown = sorted(data.keys() - known)
     _check(not unknown, f"unknown top-level key(s): {', '.join(unknown)}")
     parts: dict[str, Any] = {}
     for name, cls in (("server", ServerConfig), ("database", DatabaseConfig), ("streams", StreamsConfig),
                       ("sources", SourcesConfig), ("demo", DemoConfig), ("books", BooksConfig),
-                      ("webhooks", WebhooksConfig)):
+                      ("webhooks", WebhooksConfig), ("steam", SteamConfig)):
         if name in data:
             parts[name] = _build(cls, data[name], name)
     if "tiers" in data:
@@ -255,6 +266,10 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
     _check(not both, f"[books] listed as both per_market and game_line: {', '.join(sorted(both))}")
     _check(cfg.database.checkpoint_interval_s > 0, "[database] checkpoint_interval_s must be > 0")
     _check(cfg.database.max_size_mb >= 0, "[database] max_size_mb must be >= 0 (0: no limit)")
+    _check(0 < cfg.database.history_days <= 3650, "[database] history_days must be > 0 and at most 3650")
+    _check(2 <= cfg.steam.books <= 50, "[steam] books must be between 2 and 50")
+    _check(1 <= cfg.steam.threshold <= 200, "[steam] threshold must be between 1 and 200 (cents)")
+    _check(0 < cfg.steam.window_s <= 3600, "[steam] window_s must be > 0 and at most 3600")
     _check(0 <= cfg.server.port <= 65535, "[server] port must be between 0 and 65535")
     _check(cfg.server.gc_full_pass_every >= 1, "[server] gc_full_pass_every must be >= 1")
     _check(cfg.server.gc_young_threshold >= 10, "[server] gc_young_threshold must be >= 10")

@@ -4,7 +4,11 @@ Policy: `publish` never blocks and never awaits. A subscriber whose channel is f
 off (slow consumer): it is removed from every topic, its channel closed, and its transport
 sends a final error frame so the client reconnects and resumes from the store.
 Subscribers with the same streams, sports and filter form a group: frames are filtered
-once per (frame, group) and encoded once per group and wire format.
+once per (frame, group) and encoded once per group and wire format. The filter also holds
+the odds format (frames are converted once per format, `Frame.as_format`) and the
+conflation window: a conflated group's frames are held in its `Conflator` and handed out,
+the latest per row, at most once per window by `flush_conflated` (gateway/conflation.py
+runs it), so conflation costs once per group too, not per subscriber.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ from typing import Any
 
 import trio
 
+from .core.conflate import Conflator
 from .core.filters import Filter
 from .core.frames import Frame
+
+CONFLATE_MAX_HELD = 50_000  # frames a conflated group holds at most: past it, it is handed out early
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +62,14 @@ class Group:
     them the same frames, so the filter runs once per frame for all of them, and a frame
     batch is encoded once per wire format, however many subscribers share it."""
 
-    __slots__ = ("filter", "key", "sports", "streams", "subs")
+    __slots__ = ("conflator", "filter", "key", "next_flush", "sports", "streams", "subs")
 
     def __init__(self, key: GroupKey) -> None:
         self.key = key
         self.streams, self.sports, self.filter = key
         self.subs: set[Subscriber] = set()
+        self.conflator = Conflator() if self.filter.conflate_ms else None
+        self.next_flush = 0.0  # trio time: a conflated group hands frames out from then on
 
 
 GroupKey = tuple[tuple[str, ...], frozenset[str] | None, Filter]
@@ -86,6 +95,8 @@ class Hub:
         self.published = 0
         self.delivered = 0
         self.cuts = 0
+        self.conflating: set[Group] = set()  # conflated groups holding frames
+        self.conflation_wakeup = trio.Event()  # set when a group starts holding (conflation.py waits)
 
     def subscribe(
         self,
@@ -105,6 +116,13 @@ class Hub:
         if sub not in self._all or flt == sub.group.filter:
             return
         old = sub.group
+        if old.conflator:  # what it holds for this subscriber goes out now, not lost with the move
+            slow: list[Subscriber] = []
+            self._deliver_one(sub, old.conflator.peek(), slow)
+            for s in slow:
+                self._cut_slow(s)
+            if sub not in self._all:
+                return
         sub.group = self._join((old.streams, old.sports, flt))
         sub.group.subs.add(sub)
         self._leave(old, sub)
@@ -126,6 +144,7 @@ class Hub:
         if group.subs:
             return
         del self._groups[group.key]
+        self.conflating.discard(group)
         for stream in group.streams:
             if group.sports is None:
                 self._wildcard.get(stream, set()).discard(group)
@@ -169,27 +188,68 @@ class Hub:
                                 batches[group].append(frame)
                             else:
                                 batches[group] = [frame]
-        delivered = 0
         slow: list[Subscriber] = []
         for group, batch in batches.items():
-            encoded: dict[Any, bytes] = {}
-            for sub in group.subs:
-                if sub.deliver is not None:
-                    if not sub.deliver(batch, encoded):
-                        slow.append(sub)
-                    continue
-                try:
-                    for frame in batch:
-                        sub.send.send_nowait(frame)
-                except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                    slow.append(sub)
-                if sub.wakeup is not None:  # its task waits on the client, not the channel
-                    sub.wakeup()
-            delivered += len(batch) * len(group.subs)
+            fmt = group.filter.odds_format
+            if fmt != "american":
+                batch = [f.as_format(fmt) for f in batch]
+            if group.conflator is not None:
+                self._hold(group, batch)
+            else:
+                self._deliver(group, batch, slow)
         for sub in slow:  # cut after the loops: cutting mutates the groups
             self._cut_slow(sub)
         self.published += published
-        self.delivered += delivered
+
+    def _deliver(self, group: Group, batch: list[Frame], slow: list[Subscriber]) -> None:
+        encoded: dict[Any, bytes] = {}
+        for sub in group.subs:
+            self._deliver_one(sub, batch, slow, encoded)
+        self.delivered += len(batch) * len(group.subs)
+
+    @staticmethod
+    def _deliver_one(sub: Subscriber, batch: list[Frame], slow: list[Subscriber],
+                     encoded: dict[Any, bytes] | None = None) -> None:
+        if sub.deliver is not None:
+            if not sub.deliver(batch, {} if encoded is None else encoded):
+                slow.append(sub)
+            return
+        try:
+            for frame in batch:
+                sub.send.send_nowait(frame)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            slow.append(sub)
+        if sub.wakeup is not None:  # its task waits on the client, not the channel
+            sub.wakeup()
+
+    # -- conflation (issue 15.4) -----------------------------------------------------------
+    def _hold(self, group: Group, batch: list[Frame]) -> None:
+        assert group.conflator is not None
+        group.conflator.add(batch)
+        if group not in self.conflating:
+            self.conflating.add(group)
+            self.conflation_wakeup.set()  # a new due time: the flusher looks again
+        elif len(group.conflator) > CONFLATE_MAX_HELD:
+            group.next_flush = 0.0
+            self.conflation_wakeup.set()
+
+    def conflation_due(self) -> float | None:
+        """When the next held group is due (trio time), None if none holds anything."""
+        return min((g.next_flush for g in self.conflating), default=None)
+
+    def flush_conflated(self, now: float) -> int:
+        """Hand out the frames of every held group that is due (at most once per window each);
+        returns the number of groups flushed."""
+        due = [g for g in self.conflating if g.next_flush <= now]
+        slow: list[Subscriber] = []
+        for group in due:
+            self.conflating.discard(group)
+            assert group.conflator is not None
+            group.next_flush = now + group.filter.conflate_ms / 1000
+            self._deliver(group, group.conflator.take(), slow)
+        for sub in slow:
+            self._cut_slow(sub)
+        return len(due)
 
     def _cut_slow(self, sub: Subscriber) -> None:
         if sub.cut_reason is None and sub in self._all:

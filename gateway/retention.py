@@ -83,6 +83,9 @@ class Retention:
             pruned += await prune_by_age(store, now - int(db.retention_hours * 3_600_000))
             if pruned:
                 logger.info("pruned %d stream-log rows older than %g h", pruned, db.retention_hours)
+            history = await store.prune_history(now - int(db.history_days * 86_400_000))
+            if history:
+                logger.info("pruned %d line-history changes older than %g days", history, db.history_days)
             self.next_age_ms = now + int(db.prune_interval_s * 1000)
         limit = int(db.max_size_mb * 2**20)
         if limit:

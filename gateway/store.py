@@ -25,10 +25,12 @@ from typing import Any, TypeVar
 
 import trio
 
+from . import history_store
 from .core import logcodec
+from .history_store import HistorySeries
 from .resources import schema_text
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 # a name's used_seq is refreshed once the log has moved this many ids past it: names cost one
@@ -63,7 +65,9 @@ class WriteBatch:
     """Everything one writer transaction stores. Rows are tuples in column order."""
 
     events: list[tuple[str, str, str, str, int, int]] = field(default_factory=list)
-    quotes: list[tuple[str, str, str, str, str, float | None, int, int]] = field(default_factory=list)
+    quotes: list[tuple[str, str, str, str, str, float | None, int, int, str]] = field(default_factory=list)
+    # line history: (event_id, book, market, outcome, player or "", point, observed ms, price code)
+    history: list[tuple[str, str, str, str, str, float | None, int, int]] = field(default_factory=list)
     live_state: list[tuple[Any, ...]] = field(default_factory=list)
     log: list[LogRow] = field(default_factory=list)
     sports: set[str] = field(default_factory=set)
@@ -71,7 +75,7 @@ class WriteBatch:
     markets: set[str] = field(default_factory=set)
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.quotes) + len(self.live_state) + len(self.log)
+        return len(self.events) + len(self.quotes) + len(self.live_state) + len(self.log) + len(self.history)
 
 
 class LogConnection(sqlite3.Connection):
@@ -92,13 +96,16 @@ def connect(path: str) -> sqlite3.Connection:
 
 def apply_schema(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version not in (0, 1, SCHEMA_VERSION):
+    if version not in (0, 1, 2, SCHEMA_VERSION):
         raise StoreError(
             f"database schema version {version} does not match this gateway ({SCHEMA_VERSION}); "
             "use a new --db path or migrate the file"
         )
     if version == 1:
         _migrate_v1(conn)
+        _migrate_v2(conn)
+    elif version == 2:
+        _migrate_v2(conn)
     elif version == SCHEMA_VERSION and not missing_schema_objects(conn):
         return  # nothing to write: a CLI beside a running gateway must not queue behind its writer
     else:
@@ -148,6 +155,22 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
     if free > pages // 2:  # give the space back once: what is left is small, so this is quick
         conn.execute("VACUUM")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file shrinks when the WAL is copied back
+
+
+def _migrate_v2(conn: sqlite3.Connection) -> None:
+    """Schema 2 -> 3 (issue 15): quotes gain their market state, the line-history tables are
+    created. One transaction; nothing is rewritten."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(quotes)")}
+        if "status" not in columns:
+            conn.execute("ALTER TABLE quotes ADD COLUMN status TEXT NOT NULL DEFAULT 'open'")
+        for statement in _statements(schema_text()):
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 class Names:
@@ -238,7 +261,7 @@ def _encode_log(names: Names, r: LogRow) -> tuple[int, int, int, bytes]:
     return r.seq, logcodec.topic(names.code(r.sport_key), r.stream), r.created_ms, body
 
 
-def _write(conn: sqlite3.Connection, b: WriteBatch, names: Names) -> None:
+def _write(conn: sqlite3.Connection, b: WriteBatch, names: Names, series: HistorySeries) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         if b.sports:
@@ -259,7 +282,10 @@ def _write(conn: sqlite3.Connection, b: WriteBatch, names: Names) -> None:
                 b.events,
             )
         if b.quotes:
-            conn.executemany("INSERT OR REPLACE INTO quotes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", b.quotes)
+            conn.executemany("INSERT OR REPLACE INTO quotes (event_id, bookmaker, market_key, outcome, player, "
+                             "point, price, observed_ms, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", b.quotes)
+        if b.history:
+            history_store.write(conn, series, b.history)
         if b.live_state:
             conn.executemany("INSERT OR REPLACE INTO live_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              b.live_state)
@@ -271,9 +297,11 @@ def _write(conn: sqlite3.Connection, b: WriteBatch, names: Names) -> None:
         conn.execute("COMMIT")
     except BaseException:
         names.rollback()
+        series.rollback()
         rollback(conn)
         raise
     names.commit()
+    series.commit()
 
 
 def rollback(conn: sqlite3.Connection) -> None:
@@ -300,6 +328,8 @@ class Store:
         self.path = path
         self.names = Names()  # the writer connection's log dictionary
         self.names.load(self._writer)
+        self.history = HistorySeries()  # the line history's series numbers (history_store.py)
+        self.history.load(self._writer)
         self._checkpointer: sqlite3.Connection | None = None
         if path != ":memory:":
             self._writer.execute("PRAGMA wal_autocheckpoint=0")
@@ -326,7 +356,8 @@ class Store:
 
     # -- writing (the writer task only) ------------------------------------------------
     async def write(self, batch: WriteBatch) -> None:
-        await trio.to_thread.run_sync(_write, self._writer, batch, self.names, limiter=self._write_slot)
+        await trio.to_thread.run_sync(_write, self._writer, batch, self.names, self.history,
+                                      limiter=self._write_slot)
 
     async def write_fn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` inside one transaction on the writer connection."""
@@ -371,6 +402,26 @@ class Store:
         return fn(self._writer)
 
     # -- pruning (the retention task) ------------------------------------------------------
+    async def prune_history(self, before_ms: int) -> int:
+        """Delete line history older than `before_ms`, a chunk per transaction (write slot)."""
+        def run(conn: sqlite3.Connection) -> tuple[int, list[str]]:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = history_store.prune(conn, before_ms)
+                conn.execute("COMMIT")
+            except BaseException:
+                rollback(conn)
+                raise
+            self.history.forget(out[1])
+            return out
+
+        total = 0
+        while True:
+            deleted, events = await trio.to_thread.run_sync(run, self._writer, limiter=self._write_slot)
+            total += deleted
+            if not deleted and not events:
+                return total
+
     async def delete_log(self, through: int, *, names: bool = False) -> int:
         """Delete the log rows up to id `through` in one transaction (and, with `names`, the
         names no remaining row uses, in the file and in the writer's memory)."""
@@ -511,10 +562,14 @@ def read_log(
     return _log_rows(conn, lambda: _select_log(conn, _topics(conn, streams, sports), "seq > ?", [after], "", limit))
 
 
-def recent_log(conn: sqlite3.Connection, stream: str, sports: Iterable[str] | None, limit: int) -> list[LogRow]:
-    """The newest frames of one stream, newest first."""
-    return _log_rows(conn, lambda: _select_log(conn, _topics(conn, (stream,), sports), "seq > ?", [0], "DESC",
-                                               limit))
+def recent_log(conn: sqlite3.Connection, stream: str, sports: Iterable[str] | None, limit: int,
+               since_ms: int | None = None, until_ms: int | None = None) -> list[LogRow]:
+    """The newest frames of one stream (created within [since_ms, until_ms]), newest first.
+    Times become id bounds by the binary search of `last_seq_before` (no index on times)."""
+    low = last_seq_before(conn, since_ms) if since_ms is not None else 0
+    high = last_seq_before(conn, until_ms + 1) if until_ms is not None else 2**62
+    return _log_rows(conn, lambda: _select_log(conn, _topics(conn, (stream,), sports), "seq > ? AND seq <= ?",
+                                               [low, high], "DESC", limit))
 
 
 def log_ids(conn: sqlite3.Connection, stream: str, sports: Iterable[str] | None = None) -> list[int]:

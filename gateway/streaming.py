@@ -20,7 +20,9 @@ import trio
 
 from .auth import KEY_REVOKED, TIER_REQUIRED
 from .core.board import Board, RowKey
+from .core.conflate import conflate
 from .core.filters import Filter
+from .core.formats import convert_row
 from .core.frames import Frame
 from .hub import SLOW_CONSUMER, Subscriber
 from .store import LogRow, pruned_through, read_log
@@ -59,7 +61,12 @@ def read_frames(conn: Any, after: int, streams: tuple[str, ...], sports: frozens
     rows = read_log(conn, after=after, streams=streams, sports=sports, limit=limit)
     if not rows:
         return None, [], False
-    return rows[-1].seq, [f for f in map(frame_from_row, rows) if flt.matches(f)], len(rows) == limit
+    frames = [f for f in map(frame_from_row, rows) if flt.matches(f)]
+    if flt.odds_format != "american":
+        frames = [f.as_format(flt.odds_format) for f in frames]
+    if flt.conflate_ms:  # a page is one window: the latest per row, ids kept (exact resume)
+        frames = conflate(frames)
+    return rows[-1].seq, frames, len(rows) == limit
 
 
 def heartbeat(connections: int) -> Frame:
@@ -263,6 +270,9 @@ def odds_snapshot(board: Board, sports: frozenset[str] | None, flt: Filter, *, n
             continue
         picked.append((last, key))
     picked.sort(reverse=True)
-    return [board.row(k) for _, k in picked[:limit]], len(picked) > limit
+    rows = [board.row(k) for _, k in picked[:limit]]
+    if flt.odds_format != "american":
+        rows = [convert_row(r, flt.odds_format) for r in rows]
+    return rows, len(picked) > limit
 
 

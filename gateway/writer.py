@@ -9,6 +9,7 @@ sees is already in the store, so resuming by id is exact.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import logging
 import sqlite3
 import time
@@ -20,10 +21,25 @@ import trio
 
 from .core.board import Board, RowKey
 from .core.drops import DropDetector
-from .core.frames import DROP, ODDS, PBP, Frame, drop_payload, dumps, odds_payload, pbp_payload
+from .core.frames import (
+    DROP,
+    ODDS,
+    PBP,
+    STEAM,
+    Frame,
+    drop_payload,
+    dumps,
+    market_status_payload,
+    odds_payload,
+    pbp_payload,
+    steam_payload,
+)
 from .core.freshness import Freshness
-from .core.model import Play, Quote
+from .core.history import history_price
+from .core.market_state import StatusChanges
+from .core.model import NO_PRICE, Play, Quote
 from .core.sources import PlaySelector, status_payload
+from .core.steam import SteamDetector
 from .hub import Hub
 from .store import LogRow, Store, WriteBatch
 from .universe import Universe
@@ -77,11 +93,13 @@ class Writer:
         max_batch_rows: int = 5000,
         clock: Callable[[], int] = wall_ms,
         stale_after_s: float = 60.0,
+        steam: SteamDetector | None = None,
     ) -> None:
         self.store, self.hub, self.universe, self.board = store, hub, universe, board
         # several PBP sources per match (issue 5): which plays are published, and failover
         self.play_selector = PlaySelector(stale_after_ms=int(stale_after_s * 1000))
         self.detector = DropDetector(universe.coverage)
+        self.steam = steam or SteamDetector()  # steam moves (issue 15.3), fed with every drop
         self.freshness = Freshness()
         self.final_matches: set[str] = set()
         self._next_seq = next_seq
@@ -271,6 +289,8 @@ class Writer:
         frames: list[Frame] = []
         changed: dict[RowKey, set[str]] = {}
         events: dict[str, Quote] = {}
+        statuses = StatusChanges()
+        board, steam_at = self.board, self.steam.threshold
         for item in items:
             if self.recorder is not None:
                 if item.quotes:
@@ -278,18 +298,32 @@ class Writer:
                 if item.plays:
                     self.recorder.write_plays(item.plays, now)
             for q in item.quotes:
+                old = board.cell(q)
+                if q.price == NO_PRICE:  # a suspension notice without a price: the last price, in that state
+                    if old is None:
+                        continue
+                    q = dataclasses.replace(q, price=old.price, point=q.point if q.point is not None else old.point)
                 self._note_catalog(b, q)
                 events[q.event_id] = q
-                key = self.board.apply(q)
+                key = board.apply(q)
                 if key is not None:
                     changed.setdefault(key, set()).add(q.market_key)
                     b.quotes.append((q.event_id, q.bookmaker, q.market_key, q.outcome, q.player or "",
-                                     q.point, q.price, q.observed_at_ms))
+                                     q.point, q.price, q.observed_at_ms, q.status))
+                    b.history.append((q.event_id, q.bookmaker, q.market_key, q.outcome, q.player or "", q.point,
+                                      q.observed_at_ms, history_price(q)))
+                    if old is None or old.status != q.status:
+                        statuses.note(q, "open" if old is None else old.status)
                 drop = self.detector.observe(q)
                 if drop is not None:
-                    payload = drop_payload(drop, timestamp_ms=now)
-                    frames.append(self._frame(b, DROP, payload, q.sport_key, q.event_id, now,
-                                              self._is_live(q.event_id, q.commence_time_ms, now)))
+                    live = self._is_live(q.event_id, q.commence_time_ms, now)
+                    frames.append(self._frame(b, DROP, drop_payload(drop, timestamp_ms=now), q.sport_key,
+                                              q.event_id, now, live))
+                    if abs(drop.delta) >= steam_at:
+                        steam = self.steam.observe(drop)
+                        if steam is not None:
+                            frames.append(self._frame(b, STEAM, steam_payload(steam, timestamp_ms=now),
+                                                      q.sport_key, q.event_id, now, live))
             if item.quotes:
                 for sport in {q.sport_key for q in item.quotes}:
                     self.freshness.record(item.source, sport, now, role="primary")
@@ -297,6 +331,11 @@ class Writer:
                 self._add_play(b, frames, p, now)
         for q in events.values():
             b.events.append((q.event_id, q.sport_key, q.home_team, q.away_team, q.commence_time_ms, now))
+        for market_key, outcome, status, q in statuses.frames(board):
+            ev = board.events[q.event_id]
+            payload = market_status_payload(ev, q.bookmaker, market_key, outcome, status, q.reason, timestamp_ms=now)
+            frames.append(self._frame(b, ODDS, payload, ev.sport_key, q.event_id, now,
+                                      self._is_live(q.event_id, ev.commence_time_ms, now)))
         for key, markets in changed.items():
             row = self.board.row(key)
             payload = odds_payload(row, tuple(sorted(markets)), timestamp_ms=now)

@@ -247,6 +247,59 @@ async def test_dashboard_asks_to_log_in_again_when_the_session_ends_then_resumes
     assert "last_event_id=" in socket_urls[-1]
 
 
+@needs_chromium
+async def test_dashboard_shows_suspension_steam_and_a_line_history_sparkline(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    """Issue 15: a suspended market's cells are marked suspended (and clear when it reopens),
+    a steam move puts a STEAM badge on its event's card, and clicking a cell draws that cell's
+    line history (one point per price change) from the history route."""
+    h = Harness(nursery, dashboard_config(tmp_path, port=free_port(), feeds=False))
+    key = (await h.start()).key("enterprise", name="dash-market")
+    books = ("pinnacle", "bet365", "betmgm")
+
+    async def push_rows(rows: list[dict[str, Any]]) -> None:
+        async with h.servers[-1].client() as c:
+            await push(c, h.ingest, rows)
+
+    def rows(price: int, **extra: Any) -> list[dict[str, Any]]:
+        return [{**live_quote(price), "bookmaker": b, **extra} for b in books]
+
+    def scenario() -> None:
+        from playwright.sync_api import expect
+
+        trio.from_thread.run(push_rows, rows(-110))
+        with dashboard_page(h.url, []) as page:
+            log_in(page, key)
+            card = page.locator(f"article.event[data-event-id='{EVENT}']")
+            cell = card.locator("tr[data-book='pinnacle'] td.col-home_ml")
+            expect(cell).to_have_text("-110")
+            trio.from_thread.run(push_rows, [{**live_quote(-110), "status": "suspended", "reason": "goal"}])
+            expect(cell).to_have_class(re.compile(r"\bsuspended\b"))
+            expect(card.locator("tr[data-book='bet365'] td.col-home_ml")).not_to_have_class(re.compile("suspended"))
+            trio.from_thread.run(push_rows, [live_quote(-115)])
+            expect(cell).not_to_have_class(re.compile(r"\bsuspended\b"))
+            for price in (-130, -150):  # two waves of three books: one steam, one more move
+                for b in books:
+                    trio.from_thread.run(push_rows, [{**live_quote(price), "bookmaker": b}])
+            badge = card.locator(".badge.steam")
+            expect(badge).to_be_visible()
+            expect(badge).to_contain_text("STEAM h2h_home")
+            expect(page.locator("#drops li.steam").first).to_contain_text("first pinnacle")
+            cell.click()
+            expect(page.locator("#spark")).to_be_visible()
+            expect(page.locator("#spark-title")).to_contain_text("pinnacle h2h home")
+            expect(page.locator("#spark-info")).to_contain_text("changes")
+            expect(page.locator("#spark-info")).to_contain_text("now -150")
+            points = page.locator("#spark-svg polyline").get_attribute("points") or ""
+            assert len(points.split()) >= 7, points  # a step line through 4+ prices
+            assert page.locator("#spark-svg line.spark-suspended").count() == 1
+            page.click("#spark-close")
+            expect(page.locator("#spark")).to_be_hidden()
+
+    await run_in_browser(scenario)
+    await h.stop()
+
+
 # ---------------------------------------------------------------------------------------- HTTP
 
 

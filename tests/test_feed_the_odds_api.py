@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import logging
@@ -245,3 +246,33 @@ async def test_end_to_end_odds_and_source_health(tmp_path: Path) -> None:
                 await _poll(c, health, key, lambda b: b["results"][0]["status"] == "fresh")
             gw.stop.set()
             await gw.done.wait()
+
+
+async def test_a_market_a_book_stops_listing_is_suspended_then_reopens() -> None:
+    """Issue 15.1: a market in one answer and not in the next is suspended while its event is
+    upcoming or in play (closed once it is over); listed again, it is open."""
+    future = copy.deepcopy(FIXTURE)
+    for ev in future:
+        ev["commence_time"] = "2099-01-01T00:00:00Z"
+    fewer = copy.deepcopy(future)
+    book = fewer[0]["bookmakers"][0]
+    gone = book["markets"].pop()  # one market of one book
+    with trio.fail_after(5):
+        async with serve_upstream() as up, httpx.AsyncClient(timeout=2) as client:
+            up.route(ODDS, Reply(future), Reply(fewer), Reply(fewer), Reply(future), Reply([]))
+            sink = MemorySink()
+            poller = OddsApiPoller(feed(up.url), sink, client, KEY)
+            for _ in range(4):
+                await poller.round()
+            batches = [quotes for _, quotes in sink.quote_batches]
+            past = OddsApiPoller(feed(up.url), MemorySink(), client, KEY)
+            over = dataclasses.replace(sink.quotes[0], commence_time_ms=1_700_000_000_000)  # long over
+            past.last["basketball_nba"] = [over]
+            await past.round()  # the upstream's last reply: nothing listed at all
+    suspended = [q for q in batches[1] if q.status != "open"]
+    assert {(q.bookmaker, q.market_key, q.status, q.reason) for q in suspended} == {
+        (book["key"], gone["key"], "suspended", "not_listed")}
+    assert len(suspended) == len(gone["outcomes"])
+    assert all(q.status == "open" for q in batches[2])  # still unlisted: said once
+    assert all(q.status == "open" for q in batches[3]) and len(batches[3]) == len(batches[0])
+    assert [q.status for q in past.sink.quotes] == ["closed"]  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ import trio
 from gateway.config import FeedConfig
 from gateway.core.drops import DropDetector
 from gateway.core.model import Play, Quote
+from gateway.core.steam import SteamDetector
 from gateway.feeds.replay import DEMO_RECORDING, Batch, Recorder, RecordingError, read_recording, run_replay
 from gateway.feeds.simulator import Simulator
 
@@ -174,4 +175,12 @@ def test_the_shipped_demo_recording() -> None:
     assert quotes and plays
     assert {q.market_key for q in quotes} >= {"h2h", "spreads", "totals", "player_points"}
     assert batches[-1].at_ms - batches[0].at_ms >= 100_000
-    assert DropDetector().observe_all(quotes)  # the demo shows line moves
+    drops = DropDetector().observe_all(quotes)
+    assert drops  # the demo shows line moves
+    # issue 15: a suspension after a score and the drops of its reopening, steam moves, and a
+    # closing line (a price before the start) for every game that started
+    assert any(q.status == "suspended" for q in quotes) and any(d.after_suspension for d in drops)
+    steam = SteamDetector()
+    assert any(steam.observe(d) for d in drops)
+    started = {q.event_id: q.commence_time_ms for q in quotes if q.commence_time_ms <= batches[-1].at_ms}
+    assert started and all(any(q.event_id == e and q.observed_at_ms < t for q in quotes) for e, t in started.items())

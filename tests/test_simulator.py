@@ -52,7 +52,8 @@ def test_first_step_is_the_full_board() -> None:
     by_sport: dict[str, set[str]] = defaultdict(set)
     for q in quotes:
         by_sport[q.sport_key].add(q.market_key)
-        assert q.observed_at_ms == T0
+        # a game already under way opens a minute before its start: it has a closing line
+        assert q.observed_at_ms == (T0 if q.commence_time_ms > T0 else q.commence_time_ms - 60_000)
     assert set(by_sport) == set(DEFAULT_SPORTS)
     for markets in by_sport.values():
         assert {"h2h", "spreads", "totals"} <= markets
@@ -99,13 +100,13 @@ def test_prices_are_valid_and_pairs_carry_vig() -> None:
 
 def test_later_steps_emit_only_changes() -> None:
     sim = make()
-    last: dict[tuple[str, str, str, str, str | None], tuple[int, float | None]] = {}
+    last: dict[tuple[str, str, str, str, str | None], tuple[int, float | None, str]] = {}
     for i, (quotes, _) in enumerate(run(sim, 600)):
         for q in quotes:
             key = (q.event_id, q.bookmaker, q.market_key, q.outcome, q.player)
             if i > 0:
-                assert last.get(key) != (q.price, q.point), key
-            last[key] = (q.price, q.point)
+                assert last.get(key) != (q.price, q.point, q.status), key
+            last[key] = (q.price, q.point, q.status)
 
 
 def market_rates(sim: Simulator, minutes: float, step_ms: int = 500) -> dict[str, float]:
@@ -149,6 +150,41 @@ def test_rates_resemble_real_markets() -> None:
     assert r["big_share_pre"] <= 0.25 and 0.1 <= r["big_share_live"] <= 0.5, r
     assert r["live_game_big_per_event_min"] >= 3, r
     assert 4 <= r["changes_per_s"] <= 25, r  # the shipped demo: 5 sports x 4 events (was ~200/s)
+
+
+def test_scores_suspend_books_steam_follows_sharp_moves_and_started_games_have_a_close() -> None:
+    """Issue 15: a score suspends the moneyline and spread at every book (in most sports), and
+    each reopens within seconds (its first price a drop with after_suspension); sharp moves
+    make steam; every game that starts, even one under way when the feed began, has prices
+    before its start (a closing line)."""
+    from gateway.core.drops import DropDetector
+    from gateway.core.steam import SteamDetector
+
+    sim = make(seed=3)
+    detector, steam = DropDetector({b: "game_line" for b in GAME_LINE}), SteamDetector()
+    suspended: dict[tuple[str, str, str], int] = {}
+    reopen_s: list[float] = []
+    steams = after = 0
+    first_seen: dict[str, int] = {}
+    for i in range(1200):
+        now = T0 + i * 500
+        quotes, _ = sim.step(now)
+        for q in quotes:
+            first_seen.setdefault(q.event_id, q.observed_at_ms)
+            key = (q.event_id, q.bookmaker, q.market_key)
+            if q.status == "suspended":
+                assert q.market_key in ("h2h", "spreads") and q.reason == "score"
+                suspended.setdefault(key, now)
+            elif key in suspended:
+                reopen_s.append((now - suspended.pop(key)) / 1000)
+            d = detector.observe(q)
+            if d is not None:
+                after += d.after_suspension
+                steams += steam.observe(d) is not None
+    assert len(reopen_s) >= 20 and max(reopen_s) <= 7.0 and after >= 10, (len(reopen_s), after)
+    assert steams >= 3
+    started = {ev.id: ev.commence_ms for ev in sim.events if ev.commence_ms <= T0 + 1200 * 500}
+    assert started and all(first_seen[e] < t for e, t in started.items() if e in first_seen)
 
 
 def test_rates_do_not_depend_on_the_step_interval() -> None:

@@ -22,6 +22,7 @@ from gateway.store import (
     log_extent,
     log_stream_counts,
     max_seq,
+    missing_schema_objects,
     prune_log,
     prune_names,
     pruned_through,
@@ -301,11 +302,11 @@ async def test_a_version_1_database_is_migrated(tmp_path: Path, caplog: pytest.L
     make_v1(path, 300)
     store = Store(str(path))
     try:
-        assert store.read_sync(lambda c: c.execute("PRAGMA user_version").fetchone()[0]) == 2
+        assert store.read_sync(lambda c: c.execute("PRAGMA user_version").fetchone()[0]) == 3
         assert store.read_sync(max_seq) == 300 and store.read_sync(pruned_through) == 300  # resumes get a reset
         assert store.read_sync(log_stream_counts) == {}
         assert store.read_sync(lambda c: c.execute("PRAGMA freelist_count").fetchone()[0]) == 0  # vacuumed
-        assert store.read_sync(lambda c: c.execute("SELECT price FROM quotes").fetchall()) == [(-120,)]  # kept
+        assert store.read_sync(lambda c: c.execute("SELECT price, status FROM quotes").fetchall()) == [(-120, "open")]
         assert store.read_sync(lambda c: c.execute("SELECT value FROM meta WHERE key = 'session_secret'")
                                .fetchone()[0]) == "ab"
         await store.write(WriteBatch(log=[drop_row(301)]))
@@ -334,5 +335,30 @@ async def test_size_limit_prunes_the_oldest_rows(tmp_path: Path) -> None:
         assert top == 40_000 and oldest == deleted + 1 and store.read_sync(pruned_through) == deleted
         assert 15_000 < deleted < 30_000
         assert await prune_to_size(store, limit) == 0  # under the high mark now: nothing more
+    finally:
+        store.close()
+
+
+def test_a_version_2_database_gains_market_state_and_history(tmp_path: Path) -> None:
+    """Schema 2 -> 3 (issue 15): quotes get a status column (open), the history tables appear,
+    nothing else is touched."""
+    path = str(tmp_path / "v2.db")
+    store = Store(path)
+    store.write_fn_sync(lambda c: c.execute("INSERT INTO quotes (event_id, bookmaker, market_key, outcome, player, "
+                                            "point, price, observed_ms) VALUES ('e', 'b', 'h2h', 'home', '', NULL, "
+                                            "-110, 1)"))
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE quotes DROP COLUMN status")
+    for table in ("price_history", "history_series", "history_events"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    try:
+        assert store.read_sync(lambda c: c.execute("PRAGMA user_version").fetchone()[0]) == 3
+        assert store.read_sync(lambda c: c.execute("SELECT price, status FROM quotes").fetchall()) == [(-110, "open")]
+        assert not missing_schema_objects(store._writer)
     finally:
         store.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from .model import Quote, kind_of, market_label
+from .model import GAME_MARKETS, OPEN, Quote, kind_of, market_label
 from .time import iso_from_ms
 
 # (event_id, bookmaker, kind, player, market_key); player/market_key are "" for game rows
@@ -52,9 +52,14 @@ class Board:
         slot = (q.market_key, q.outcome)
         old = cells.get(slot)
         cells[slot] = q
-        if old is not None and old.price == q.price and old.point == q.point:
+        if old is not None and old.price == q.price and old.point == q.point and old.status == q.status:
             return None
         return key
+
+    def cell(self, q: Quote) -> Quote | None:
+        """The board's current quote for `q`'s cell (book, market, outcome, player), if any."""
+        cells = self._rows.get(row_key(q))
+        return None if cells is None else cells.get((q.market_key, q.outcome))
 
     def row(self, key: RowKey) -> dict[str, object]:
         """The contract's OddsRow for one row key."""
@@ -105,9 +110,17 @@ class Board:
                 over_price=price(market_key, "over"),
                 under_price=price(market_key, "under"),
             )
-        row["available"] = True
+        status, suspended = row_status(cells)
+        row["available"] = status != "closed" and any(q.status == OPEN for q in cells.values())
         row["action"] = "upsert"
+        row["status"] = status
+        row["suspended_markets"] = suspended
         return row
+
+    def market_cells(self, q: Quote) -> list[Quote]:
+        """Every outcome the board holds of `q`'s market at `q`'s book (and player)."""
+        cells = self._rows.get(row_key(q), {})
+        return [c for (m, _), c in cells.items() if m == q.market_key]
 
     def replace_with(self, other: Board) -> None:
         """Take `other`'s contents (the board is shared by reference, so it is changed in place)."""
@@ -134,6 +147,17 @@ class Board:
 
     def __len__(self) -> int:
         return len(self._rows)
+
+
+def row_status(cells: Mapping[tuple[str, str], Quote]) -> tuple[str, list[str]]:
+    """(status, suspended_markets) of a row: `open` when every price in it is open, `closed`
+    when every one is closed, else `suspended`, with the markets (game rows in h2h, spreads,
+    totals order) that have a price not open."""
+    shut = {m for (m, _), q in cells.items() if q.status != OPEN}
+    if not shut:
+        return OPEN, []
+    status = "closed" if all(q.status == "closed" for q in cells.values()) else "suspended"
+    return status, [m for m in GAME_MARKETS if m in shut] or sorted(shut)  # a row: game markets, or one prop
 
 
 __all__ = ["Board", "EventInfo", "RowKey", "kind_of", "market_label", "row_key"]

@@ -8,7 +8,10 @@ Rules (CONTRACT.md, drop rules):
 - key = (event, book, market, outcome, player, point/line); a new point is a new key;
 - the first price of a key only sets its baseline; each later price is compared with the
   previous one and becomes the new baseline;
-- `game_line` books report moneyline moves only (their spreads/totals carry no per-side price).
+- `game_line` books report moneyline moves only (their spreads/totals carry no per-side price);
+- a suspension (or closing) is not a drop: it leaves the baseline where the last open price
+  put it, and the first open price after it is compared with that price; its Drop says
+  `after_suspension`.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ class DropDetector:
 
     def __init__(self, coverage: Mapping[str, str] | None = None) -> None:
         self._coverage = dict(coverage or {})
-        # key -> (cents, price, observed_at_ms)
-        self._last: dict[_Key, tuple[int, int, int]] = {}
+        # key -> (cents, price, observed_at_ms, suspended since)
+        self._last: dict[_Key, tuple[int, int, int, bool]] = {}
 
     def set_coverage(self, bookmaker: str, coverage: str) -> None:
         self._coverage[bookmaker] = coverage
@@ -48,20 +51,20 @@ class DropDetector:
         price = q.price
         cents = price + 100 if price < 0 else price - 100  # odds.to_cents, inlined: hot path
         last = self._last.get(key)
-        self._last[key] = (cents, price, q.observed_at_ms)
+        if q.status != "open":  # not a drop: remember the last open price, and that it is suspended
+            if last is None:
+                self._last[key] = (cents, price, q.observed_at_ms, True)
+            elif not last[3]:
+                self._last[key] = (*last[:3], True)
+            return None
+        self._last[key] = (cents, price, q.observed_at_ms, False)
         if last is None:
             return None
         delta = cents - last[0]
         if delta == 0:
             return None
-        return Drop(
-            quote=q,
-            prev=last[1],
-            new=price,
-            delta=delta,
-            direction="toward_favorite" if delta < 0 else "toward_dog",
-            elapsed_ms=max(0, q.observed_at_ms - last[2]),
-        )
+        return Drop(q, last[1], price, delta, "toward_favorite" if delta < 0 else "toward_dog",
+                    max(0, q.observed_at_ms - last[2]), last[3])
 
     def observe_all(self, quotes: Iterable[Quote]) -> list[Drop]:
         observe = self.observe

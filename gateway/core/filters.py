@@ -9,13 +9,17 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from .frames import DROP, Frame
+from .conflate import MAX_MS as MAX_CONFLATE_MS
+from .frames import DROP, STEAM, Frame
+from .odds import ODDS_FORMATS
 
 Params = Mapping[str, Sequence[str]]
 
 DIRECTIONS = {"both": None, "toward_favorite": "toward_favorite", "toward_dog": "toward_dog",
               "toward_underdog": "toward_dog"}
 KINDS = {"game": "game", "prop": "prop", "props": "prop"}
+STEAM_KIND = "steam"  # on the drop stream: steam frames (issue 15), beside or instead of drops
+STEAM_MODES = ("off", "also", "only")
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -49,19 +53,28 @@ class Filter:
     direction: str | None = None  # None = both
     live_only: bool = False
     drops: bool = False  # drop frames are in scope, so threshold and direction mean something
+    steam: str = "off"  # steam frames: off, also (with drops), only (kinds=steam, /v1/steam)
+    odds_format: str = "american"  # prices in frames (thresholds stay in cents)
+    conflate_ms: int = 0  # odds frames: at most one per row (or market state) per window
 
     def matches(self, f: Frame) -> bool:
         if self.event_ids is not None and f.event_id not in self.event_ids:
             return False
         if self.live_only and not f.live:
             return False
-        if f.stream == DROP:
+        stream = f.stream
+        if stream in (DROP, STEAM):
+            if self.steam != ("off" if stream == DROP else "only") and self.steam != "also":
+                return False
             if f.delta_cents < self.threshold:
                 return False
             if self.direction is not None and f.direction != self.direction:
                 return False
-        if self.bookmakers is not None and f.bookmaker is not None and f.bookmaker not in self.bookmakers:
-            return False
+        if self.bookmakers is not None:
+            if f.bookmaker is not None and f.bookmaker not in self.bookmakers:
+                return False
+            if f.books and self.bookmakers.isdisjoint(f.books):
+                return False
         if self.kinds is not None and f.kinds and not self.kinds.intersection(f.kinds):
             return False
         return not (
@@ -74,15 +87,27 @@ class Filter:
         def lst(s: frozenset[str] | None) -> list[str] | None:
             return sorted(s) if s is not None else None
 
+        kinds = lst(self.kinds)
+        if self.steam != "off":
+            kinds = [*(kinds or ([] if self.steam == "only" else ["game", "prop"])), STEAM_KIND]
         out: dict[str, object] = {
             "event_id": lst(self.event_ids),
             "bookmakers": lst(self.bookmakers),
             "markets": lst(self.markets),
-            "kinds": lst(self.kinds),
+            "kinds": kinds,
         }
         if self.drops:
             out.update(threshold=self.threshold, direction=self.direction or "both")
+        if self.odds_format != "american":
+            out["odds_format"] = self.odds_format
+        if self.conflate_ms:
+            out["conflate_ms"] = self.conflate_ms
         return out
+
+    @property
+    def drop_streams(self) -> tuple[str, ...]:
+        """The log streams a drop-stream connection with this filter reads."""
+        return {"off": (DROP,), "also": (DROP, STEAM), "only": (STEAM,)}[self.steam]
 
 
 def csv(params: Params, name: str) -> list[str] | None:
@@ -135,18 +160,46 @@ def known(values: list[str] | None, universe: Collection[str], param: str, what:
     return frozenset(values)
 
 
-def parse_filter(params: Params, catalog: Catalog, *, drops: bool = False) -> Filter:
-    """Build a Filter from stream params, validating every one against the catalog."""
+def odds_format_param(params: Params) -> str:
+    """`oddsFormat` (alias `odds_format`) of a stream: american (default), decimal or probability."""
+    text = one(params, "oddsFormat", "odds_format")
+    if text is None or text == "":
+        return "american"
+    if text not in ODDS_FORMATS:
+        raise ParamError("oddsFormat", f"must be american, decimal or probability, got {text!r}")
+    return text
+
+
+def parse_filter(params: Params, catalog: Catalog, *, drops: bool = False, conflate: bool = False,
+                 steam: str | None = None) -> Filter:
+    """Build a Filter from stream params, validating every one against the catalog.
+
+    `drops`: the drop stream's params (threshold, direction, `kinds=steam`); `steam` forces
+    the steam mode (`/v1/steam`: "only"); `conflate`: `conflate_ms` is taken (the odds stream
+    and WebSocket), elsewhere it is a 400."""
     event_ids = csv(params, "event_id") or csv(params, "match_id") or csv(params, "event_ids")
     if event_ids is not None and "*" in event_ids:
         event_ids = None
     kinds_raw = csv(params, "kinds")
     kinds = None
+    steam_mode = "off"
     if kinds_raw is not None:
-        bad = [k for k in kinds_raw if k not in KINDS]
+        allowed = ("game", "prop", STEAM_KIND) if drops else ("game", "prop")
+        bad = [k for k in kinds_raw if k not in KINDS and not (drops and k == STEAM_KIND)]
         if bad:
-            raise ParamError("kinds", f"unknown kind: {', '.join(bad)} (use game or prop)")
-        kinds = frozenset(KINDS[k] for k in kinds_raw)
+            raise ParamError("kinds", f"unknown kind: {', '.join(bad)} (use {', '.join(allowed)})")
+        market_kinds = [k for k in kinds_raw if k != STEAM_KIND]
+        if STEAM_KIND in kinds_raw:
+            steam_mode = "also" if market_kinds else "only"
+        kinds = frozenset(KINDS[k] for k in market_kinds) or None
+    if steam is not None:
+        steam_mode = steam
+    if conflate:
+        conflate_ms = int_param(params, "conflate_ms", 0, 0, MAX_CONFLATE_MS)
+    elif one(params, "conflate_ms"):
+        raise ParamError("conflate_ms", "is taken by the odds stream and WebSocket streams only")
+    else:
+        conflate_ms = 0
     threshold = 10
     direction = None
     if drops:
@@ -164,6 +217,9 @@ def parse_filter(params: Params, catalog: Catalog, *, drops: bool = False) -> Fi
         threshold=threshold,
         direction=direction,
         drops=drops,
+        steam=steam_mode,
+        odds_format=odds_format_param(params),
+        conflate_ms=conflate_ms,
     )
 
 

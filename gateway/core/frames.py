@@ -11,13 +11,17 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .model import Drop, Play, market_label
+from .formats import AMERICAN, convert_payload
+from .model import GAME_MARKETS, Drop, Play, kind_of, market_label
 from .parse import play_to_row
+from .steam import Steam
 from .time import iso_from_ms
 
-# stream kinds: the topics of the hub and the `stream` column of the stream log
-ODDS, DROP, PBP = "odds", "drop", "pbp"
-FRAME_TYPE = {ODDS: "odds_update", DROP: "odds_drop", PBP: "pbp_event"}
+# stream kinds: the topics of the hub and the `stream` column of the stream log. The odds
+# stream also carries `market_status` frames; steam frames have a stream of their own, which
+# the drop stream adds with `kinds=steam`
+ODDS, DROP, PBP, STEAM = "odds", "drop", "pbp", "steam"
+FRAME_TYPE = {ODDS: "odds_update", DROP: "odds_drop", PBP: "pbp_event", STEAM: "steam"}
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -32,10 +36,12 @@ class Frame:
     __slots__ = (
         "_chunk",
         "_chunk_named",
+        "_formats",
         "_sse",
         "_sse_named",
         "_ws",
         "bookmaker",
+        "books",
         "delta_cents",
         "direction",
         "event_id",
@@ -43,6 +49,9 @@ class Frame:
         "kinds",
         "live",
         "markets",
+        "outcome",
+        "payload",
+        "row",
         "seq",
         "sport_key",
         "stream",
@@ -69,12 +78,18 @@ class Frame:
         self._chunk: bytes | None = None
         self._chunk_named: bytes | None = None
         self._ws: bytes | None = None
+        self._formats: dict[str, Frame] | None = None
+        # kept for other odds formats (`as_format`); live frames are short-lived
+        self.payload: Mapping[str, Any] | None = payload if stream is not None else None
         self.delta_cents = 0
         self.direction: str | None = None
         self.event_id: str | None = None
         self.bookmaker: str | None = None
+        self.books: tuple[str, ...] = ()  # steam: every book in it (a bookmakers filter needs one)
         self.kinds: tuple[str, ...] = ()
         self.markets: tuple[str, ...] = ()
+        self.outcome: str | None = None
+        self.row: tuple[str, str | None, str | None] | None = None  # odds_update: which row (conflation)
         if stream == DROP:
             self.event_id = payload["event_id"]
             self.bookmaker = payload["bookmaker"]
@@ -83,13 +98,42 @@ class Frame:
             self.delta_cents = payload["delta_cents"]
             self.direction = payload["direction"]
         elif stream == ODDS:
-            row = payload["data"][0]
-            self.event_id = row["event_id"]
-            self.bookmaker = row["bookmaker"]
-            self.kinds = (row["kind"],)
-            self.markets = tuple(payload.get("markets") or ())
+            if self.type == "market_status":
+                self.event_id = payload["event_id"]
+                self.bookmaker = payload["bookmaker"]
+                self.kinds = (kind_of(payload["market_key"]),)
+                self.markets = (payload["market_key"],)
+                self.outcome = payload.get("outcome")
+            else:
+                row = payload["data"][0]
+                self.event_id = row["event_id"]
+                self.bookmaker = row["bookmaker"]
+                self.kinds = (row["kind"],)
+                self.markets = tuple(payload.get("markets") or ())
+                self.row = (row["kind"], row.get("player"), row.get("market_key"))
+        elif stream == STEAM:
+            self.event_id = payload["event_id"]
+            self.books = tuple(payload["books"])
+            self.kinds = ("steam", payload["kind"])
+            self.markets = (payload["market_key"],)
+            self.delta_cents = payload["delta_cents"]
+            self.direction = payload["direction"]
         elif stream == PBP:
             self.event_id = payload["match_id"]
+
+    def as_format(self, fmt: str) -> Frame:
+        """This frame with its prices in `fmt` (formats.py), built once per format and kept:
+        every group asking for that format shares it and its encodings."""
+        if fmt == AMERICAN or self.payload is None or self.type == "pbp_event":
+            return self
+        if self._formats is None:
+            self._formats = {}
+        out = self._formats.get(fmt)
+        if out is None:
+            out = self._formats[fmt] = Frame(seq=self.seq, stream=self.stream,
+                                             payload=convert_payload(self.payload, fmt), live=self.live)
+            out.payload = None  # a converted frame is not converted again
+        return out
 
     @classmethod
     def control(cls, payload: Mapping[str, Any]) -> Frame:
@@ -186,6 +230,37 @@ def drop_payload(d: Drop, *, timestamp_ms: int) -> dict[str, Any]:
     if prop:
         payload["player"] = q.player
         payload["line"] = q.point
+    if d.after_suspension:
+        payload["after_suspension"] = True
+    return payload
+
+
+def market_status_payload(ev: Any, bookmaker: str, market_key: str, outcome: str | None, status: str,
+                          reason: str | None, *, timestamp_ms: int) -> dict[str, Any]:
+    """A `market_status` frame: a market (outcome None) or one outcome of it changed state.
+    `ev` is the board's EventInfo."""
+    return {"type": "market_status", "sport_key": ev.sport_key, "event_id": ev.id, "bookmaker": bookmaker,
+            "market_key": market_key, "outcome": outcome, "status": status, "reason": reason,
+            "home_team": ev.home_team, "away_team": ev.away_team, "commence_time": iso_from_ms(ev.commence_time_ms),
+            "timestamp": timestamp_ms}
+
+
+def steam_payload(s: Steam, *, timestamp_ms: int) -> dict[str, Any]:
+    """A `steam` frame: the books, their moves (oldest first), the first mover, the time spread."""
+    q = s.quote
+    prop = q.market_key not in GAME_MARKETS
+    payload: dict[str, Any] = {
+        "type": "steam", "sport_key": q.sport_key, "event_id": q.event_id, "kind": "prop" if prop else "game",
+        "market_key": q.market_key, "market": market_label(q.market_key),
+        "side": q.outcome if prop else _GAME_SIDE[q.market_key] + q.outcome, "outcome": q.outcome,
+        "player": q.player, "direction": s.direction, "books": list(s.books), "book_count": len(s.moves),
+        "moves": [{"bookmaker": m.bookmaker, "prev": m.prev, "new": m.new, "delta": m.delta, "point": m.point,
+                   "at": m.at_ms} for m in s.moves],
+        "first_mover": s.first_mover, "first_move_at": s.moves[0].at_ms, "last_move_at": s.moves[-1].at_ms,
+        "time_spread_ms": s.spread_ms, "delta_cents": s.min_cents,
+        "home_team": q.home_team, "away_team": q.away_team, "commence_time": iso_from_ms(q.commence_time_ms),
+        "timestamp": timestamp_ms,
+    }
     return payload
 
 

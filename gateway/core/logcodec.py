@@ -28,16 +28,22 @@ from collections.abc import Callable, Hashable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from .frames import DROP, ODDS, PBP, dumps
+from .frames import DROP, ODDS, PBP, STEAM, dumps
 from .model import GAME_MARKETS, market_label
 
 # a code for a dictionary value: a plain string, or a tagged tuple ("e" event, "m" match, "f" float)
 Code = Callable[[Hashable], int]
 Name = Callable[[int], Any]
 
-STREAM_NO = {ODDS: 1, DROP: 2, PBP: 3}
+STREAM_NO = {STEAM: 0, ODDS: 1, DROP: 2, PBP: 3}
 STREAM_OF = {n: s for s, n in STREAM_NO.items()}
 RAW, L_DROP, L_GAME, L_PROP, L_PBP, L_STATUS = range(6)
+# issue 15: a drop after a suspension; rows with their market state (status, available,
+# suspended_markets: one varint of flags); market_status frames. Layouts 2 and 3 (rows before
+# market state existed) are still read.
+L_DROP_AS, L_GAME2, L_PROP2, L_MARKET = range(6, 10)
+STATUS_NO = {"open": 0, "suspended": 1, "closed": 2}
+STATUS_OF = {n: s for s, n in STATUS_NO.items()}
 
 
 class Unencodable(Exception):
@@ -183,6 +189,8 @@ _DROP_KEYS = ("type", "sport_key", "event_id", "bookmaker", "kind", "market_key"
               "home_team", "away_team", "commence_time", "last_update", "timestamp", "elapsed_ms")
 _DROP_GAME_KEYS = (*_DROP_KEYS, "id")
 _DROP_PROP_KEYS = (*_DROP_KEYS, "player", "line", "id")
+_DROP_GAME_AS_KEYS = (*_DROP_KEYS, "after_suspension", "id")
+_DROP_PROP_AS_KEYS = (*_DROP_KEYS, "player", "line", "after_suspension", "id")
 _ODDS_KEYS = ("type", "sport_key", "timestamp", "count", "data", "markets", "coalesced", "id")
 _ROW_HEAD = ("kind", "sport_key", "event_id", "bookmaker", "home_team", "away_team", "commence_time", "last_update")
 _GAME_VALUES = ("home_ml", "away_ml", "draw_ml", "home_spread", "away_spread", "home_spread_price",
@@ -190,6 +198,11 @@ _GAME_VALUES = ("home_ml", "away_ml", "draw_ml", "home_spread", "away_spread", "
 _GAME_ROW_KEYS = (*_ROW_HEAD, *_GAME_VALUES, "available", "action")
 _PROP_ROW_KEYS = (*_ROW_HEAD, "player", "market_key", "market", "line", "over_price", "under_price",
                   "available", "action")
+_STATE_TAIL = ("status", "suspended_markets")
+_GAME_ROW_KEYS2 = (*_GAME_ROW_KEYS, *_STATE_TAIL)
+_PROP_ROW_KEYS2 = (*_PROP_ROW_KEYS, *_STATE_TAIL)
+_MARKET_KEYS = ("type", "sport_key", "event_id", "bookmaker", "market_key", "outcome", "status", "reason",
+                "home_team", "away_team", "commence_time", "timestamp", "id")
 _POINT_FIELDS = frozenset(("home_spread", "away_spread", "total"))
 _PBP_KEYS = ("type", "id", "match_id", "sport_key", "source", "role", "event_type", "team_or_player_a",
              "team_or_player_b", "score_a", "score_b", "description", "state", "occurred_at_ms", "captured_at_ms")
@@ -216,6 +229,8 @@ def encode(payload: Mapping[str, Any], *, stream: str, seq: int, ms: int, live: 
             _encode_drop(out, payload, ms, live, code)
         elif stream == ODDS and kind == "odds_update":
             _encode_odds(out, payload, ms, live, code)
+        elif stream == ODDS and kind == "market_status":
+            _encode_market(out, payload, ms, live, code)
         elif stream == PBP and kind == "pbp_event":
             _encode_pbp(out, payload, ms, live, code)
         elif stream == PBP and kind == "stream_status":
@@ -235,7 +250,11 @@ def encode_raw(text: str, *, live: bool) -> bytes:
 def _encode_drop(out: bytearray, p: Mapping[str, Any], ms: int, live: bool, code: Code) -> None:
     market = _str(p["market_key"])
     prop = market not in GAME_MARKETS
-    _keys(p, _DROP_PROP_KEYS if prop else _DROP_GAME_KEYS)
+    after = "after_suspension" in p
+    if after and p["after_suspension"] is not True:
+        raise Unencodable
+    _keys(p, (_DROP_PROP_AS_KEYS if prop else _DROP_GAME_AS_KEYS) if after else
+          (_DROP_PROP_KEYS if prop else _DROP_GAME_KEYS))
     outcome, prev, new = _str(p["outcome"]), p["prev"], p["new"]
     delta = _cents(_int(new)) - _cents(_int(prev))
     if (p["kind"] != ("prop" if prop else "game") or p["market"] != market_label(market)
@@ -245,7 +264,7 @@ def _encode_drop(out: bytearray, p: Mapping[str, Any], ms: int, live: bool, code
             or p["direction"] != ("toward_favorite" if delta < 0 else "toward_dog")
             or not _same(p["timestamp"], ms) or (prop and not _same(p["line"], p["point"]))):
         raise Unencodable
-    _put(out, L_DROP * 2 + live)
+    _put(out, (L_DROP_AS if after else L_DROP) * 2 + live)
     for n in (code(_event(p)), code(_str(p["bookmaker"])), code(market), code(outcome)):
         _put(out, n)
     if prop:
@@ -265,10 +284,16 @@ def _encode_odds(out: bytearray, p: Mapping[str, Any], ms: int, live: bool, code
             or type(data) is not list or len(data) != 1 or type(markets) is not list):
         raise Unencodable
     row = data[0]
-    if type(row) is not dict or row.get("available") is not True or row.get("action") != "upsert":
+    if type(row) is not dict or row.get("action") != "upsert":
         raise Unencodable
     kind = row.get("kind")
-    _keys(row, _GAME_ROW_KEYS if kind == "game" else _PROP_ROW_KEYS)
+    state = "status" in row  # a row with its market state (layouts L_GAME2, L_PROP2)
+    if state:
+        _keys(row, _GAME_ROW_KEYS2 if kind == "game" else _PROP_ROW_KEYS2)
+    else:
+        _keys(row, _GAME_ROW_KEYS if kind == "game" else _PROP_ROW_KEYS)
+        if row["available"] is not True:
+            raise Unencodable
     if row["sport_key"] != p["sport_key"]:
         raise Unencodable
     last = _zig(_int(row["last_update"]) - ms)
@@ -280,9 +305,11 @@ def _encode_odds(out: bytearray, p: Mapping[str, Any], ms: int, live: bool, code
             mask |= 1 << GAME_MARKETS.index(m)
         if markets != [m for i, m in enumerate(GAME_MARKETS) if mask >> i & 1]:  # sorted, no repeats
             raise Unencodable
-        _put(out, L_GAME * 2 + live)
+        _put(out, (L_GAME2 if state else L_GAME) * 2 + live)
         for n in (code(_event(row)), code(_str(row["bookmaker"])), mask, last):
             _put(out, n)
+        if state:
+            _put(out, _state_flags(row, GAME_MARKETS))
         for f in _GAME_VALUES:
             if f in _POINT_FIELDS:
                 _put_point(out, row[f], code)
@@ -293,15 +320,44 @@ def _encode_odds(out: bytearray, p: Mapping[str, Any], ms: int, live: bool, code
         if markets != [market] or row["market"] != market_label(market):
             raise Unencodable
         player = row["player"]
-        _put(out, L_PROP * 2 + live)
+        _put(out, (L_PROP2 if state else L_PROP) * 2 + live)
         for n in (code(_event(row)), code(_str(row["bookmaker"])), 0 if player is None else code(_str(player)),
                   code(market), last):
             _put(out, n)
+        if state:
+            _put(out, _state_flags(row, (market,)))
         _put_point(out, row["line"], code)
         _put(out, _price_no(row["over_price"]))
         _put(out, _price_no(row["under_price"]))
     else:
         raise Unencodable
+
+
+def _state_flags(row: Mapping[str, Any], markets: tuple[str, ...]) -> int:
+    """status (2 bits) | available (1 bit) | which of `markets` are in suspended_markets."""
+    status, available, shut = row["status"], row["available"], row["suspended_markets"]
+    if status not in STATUS_NO or type(available) is not bool or type(shut) is not list:
+        raise Unencodable
+    mask = sum(1 << i for i, m in enumerate(markets) if m in shut)
+    if shut != [m for i, m in enumerate(markets) if mask >> i & 1]:
+        raise Unencodable
+    return STATUS_NO[status] | available << 2 | mask << 3
+
+
+def _state_of(flags: int, markets: tuple[str, ...]) -> tuple[str, bool, list[str]]:
+    return STATUS_OF[flags & 3], bool(flags >> 2 & 1), [m for i, m in enumerate(markets) if flags >> (3 + i) & 1]
+
+
+def _encode_market(out: bytearray, p: Mapping[str, Any], ms: int, live: bool, code: Code) -> None:
+    _keys(p, _MARKET_KEYS)
+    if not _same(p["timestamp"], ms) or p["status"] not in STATUS_NO:
+        raise Unencodable
+    outcome, reason = p["outcome"], p["reason"]
+    _put(out, L_MARKET * 2 + live)
+    for n in (code(_event(p)), code(_str(p["bookmaker"])), code(_str(p["market_key"])),
+              0 if outcome is None else code(_str(outcome)), STATUS_NO[p["status"]],
+              0 if reason is None else code(_str(reason))):
+        _put(out, n)
 
 
 def _put_text(out: bytearray, s: object) -> None:
@@ -367,12 +423,15 @@ def decode(body: bytes, *, seq: int, ms: int, name: Name) -> tuple[dict[str, Any
     100,000 frames spends most of its time here); it is the text `frames.dumps` makes of the
     same payload, which the tests check."""
     layout = body[0] >> 1
-    if layout == L_DROP:
-        return _decode_drop(varints(body), seq, ms, name)
-    if layout == L_GAME:
-        return _decode_game(varints(body), seq, ms, name)
-    if layout == L_PROP:
-        return _decode_prop(varints(body), seq, ms, name)
+    if layout in (L_DROP, L_DROP_AS):
+        return _decode_drop(varints(body), seq, ms, name, layout == L_DROP_AS)
+    if layout in (L_GAME, L_GAME2):
+        return _decode_game(varints(body), seq, ms, name, layout == L_GAME2)
+    if layout in (L_PROP, L_PROP2):
+        return _decode_prop(varints(body), seq, ms, name, layout == L_PROP2)
+    if layout == L_MARKET:
+        p = _decode_market(varints(body), seq, ms, name)
+        return p, dumps(p)
     if layout == L_PBP:
         p = _decode_pbp(_Reader(body, 1), seq, ms, name)
         return p, dumps(p)
@@ -396,7 +455,7 @@ def _opt(s: str | None) -> str:
     return "null" if s is None else _js(s)
 
 
-def _decode_drop(v: list[int], seq: int, ms: int, name: Name) -> tuple[dict[str, Any], str]:
+def _decode_drop(v: list[int], seq: int, ms: int, name: Name, after: bool) -> tuple[dict[str, Any], str]:
     _, event_id, sport, home, away, commence = name(v[1])
     book, market, outcome = name(v[2]), name(v[3]), name(v[4])
     prop = market not in GAME_MARKETS
@@ -431,6 +490,9 @@ def _decode_drop(v: list[int], seq: int, ms: int, name: Name) -> tuple[dict[str,
         p["player"] = player
         p["line"] = point
         text += f',"player":{_opt(player)},"line":{pt}'
+    if after:
+        p["after_suspension"] = True
+        text += ',"after_suspension":true'
     p["id"] = seq
     return p, f'{text},"id":{seq}}}'
 
@@ -447,20 +509,34 @@ def _row_head(v: list[int], kind: str, ms: int, name: Name, last: int) -> tuple[
     return row, text
 
 
+def _tail(row: dict[str, Any], flags: int | None, markets: tuple[str, ...]) -> str:
+    """The row's last fields (available, action and, with market state, status and
+    suspended_markets), set in `row` and as JSON text."""
+    if flags is None:
+        row["available"] = True
+        row["action"] = "upsert"
+        return '"available":true,"action":"upsert"'
+    status, available, shut = _state_of(flags, markets)
+    row.update(available=available, action="upsert", status=status, suspended_markets=shut)
+    listed = ",".join(_js(m) for m in shut)
+    return (f'"available":{"true" if available else "false"},"action":"upsert","status":"{status}",'
+            f'"suspended_markets":[{listed}]')
+
+
 def _odds(row: dict[str, Any], row_text: str, markets: list[str], seq: int, ms: int) -> tuple[dict[str, Any], str]:
     sport = row["sport_key"]
     p = {"type": "odds_update", "sport_key": sport, "timestamp": ms, "count": 1, "data": [row],
          "markets": markets, "coalesced": False, "id": seq}
     listed = ",".join(_js(m) for m in markets)
-    return p, (f'{{"type":"odds_update","sport_key":{_js(sport)},"timestamp":{ms},"count":1,"data":[{row_text},'
-               f'"available":true,"action":"upsert"}}],"markets":[{listed}],"coalesced":false,"id":{seq}}}')
+    return p, (f'{{"type":"odds_update","sport_key":{_js(sport)},"timestamp":{ms},"count":1,"data":[{row_text}'
+               f'}}],"markets":[{listed}],"coalesced":false,"id":{seq}}}')
 
 
-def _decode_game(v: list[int], seq: int, ms: int, name: Name) -> tuple[dict[str, Any], str]:
+def _decode_game(v: list[int], seq: int, ms: int, name: Name, state: bool) -> tuple[dict[str, Any], str]:
     mask = v[3]
     row, text = _row_head(v, "game", ms, name, v[4])
     parts = [text]
-    i = 5
+    i = 6 if state else 5
     for f in _GAME_VALUES:
         if f in _POINT_FIELDS:
             value, i = _point(v, i, name)
@@ -469,23 +545,30 @@ def _decode_game(v: list[int], seq: int, ms: int, name: Name) -> tuple[dict[str,
             i += 1
         row[f] = value
         parts.append(f'"{f}":{_num(value)}')
-    row["available"] = True
-    row["action"] = "upsert"
+    parts.append(_tail(row, v[5] if state else None, GAME_MARKETS))
     return _odds(row, ",".join(parts), [m for b, m in enumerate(GAME_MARKETS) if mask >> b & 1], seq, ms)
 
 
-def _decode_prop(v: list[int], seq: int, ms: int, name: Name) -> tuple[dict[str, Any], str]:
+def _decode_prop(v: list[int], seq: int, ms: int, name: Name, state: bool) -> tuple[dict[str, Any], str]:
     market = name(v[4])
     row, text = _row_head(v, "prop", ms, name, v[5])
     player = name(v[3]) if v[3] else None
     label = market_label(market)
-    line, i = _point(v, 6, name)
+    line, i = _point(v, 7 if state else 6, name)
     over, under = _price(v[i]), _price(v[i + 1])
-    row.update(player=player, market_key=market, market=label, line=line, over_price=over, under_price=under,
-               available=True, action="upsert")
+    row.update(player=player, market_key=market, market=label, line=line, over_price=over, under_price=under)
     text += (f',"player":{_opt(player)},"market_key":{_js(market)},"market":{_js(label)},"line":{_num(line)},'
-             f'"over_price":{_num(over)},"under_price":{_num(under)}')
+             f'"over_price":{_num(over)},"under_price":{_num(under)},')
+    text += _tail(row, v[6] if state else None, (market,))
     return _odds(row, text, [market], seq, ms)
+
+
+def _decode_market(v: list[int], seq: int, ms: int, name: Name) -> dict[str, Any]:
+    _, event_id, sport, home, away, commence = name(v[1])
+    return {"type": "market_status", "sport_key": sport, "event_id": event_id, "bookmaker": name(v[2]),
+            "market_key": name(v[3]), "outcome": name(v[4]) if v[4] else None, "status": STATUS_OF[v[5]],
+            "reason": name(v[6]) if v[6] else None, "home_team": home, "away_team": away,
+            "commence_time": commence, "timestamp": ms, "id": seq}
 
 
 def _decode_pbp(r: _Reader, seq: int, ms: int, name: Name) -> dict[str, Any]:

@@ -17,6 +17,10 @@ MARKET_OUTCOMES: dict[str, tuple[str, ...]] = {
     "totals": ("over", "under"),
 }
 PROP_OUTCOMES = ("over", "under")
+# market state (issue 15): a quote's status; suspension is a state, not a silence
+OPEN, SUSPENDED, CLOSED = "open", "suspended", "closed"
+STATUSES = (OPEN, SUSPENDED, CLOSED)
+NO_PRICE = 0  # a suspension or closing notice without a price: the writer keeps the last price
 
 
 def is_prop_market(market_key: str) -> bool:
@@ -55,6 +59,8 @@ class Quote:
     point: float | None
     player: str | None
     observed_at_ms: int
+    status: str = OPEN  # open | suspended | closed
+    reason: str | None = None  # why a market is suspended or closed (optional)
 
     @property
     def kind(self) -> str:
@@ -94,6 +100,7 @@ class Drop(NamedTuple):
     delta: int  # new - prev on the cents line (-100 == +100)
     direction: str  # toward_favorite | toward_dog
     elapsed_ms: int  # time since the previous price was observed
+    after_suspension: bool = False  # the first price after a suspension, compared with the last before it
 
     @property
     def delta_cents(self) -> int:

@@ -107,8 +107,14 @@ def to_american(value: float, odds_format: str) -> int:
     raise OddsError(f"unknown odds_format {odds_format!r}: use american, decimal or probability")
 
 
+ODDS_FORMATS = ("american", "decimal", "probability")
+
+
 def format_price(american: int, odds_format: str) -> float | int:
-    """A price as a REST client asked for it: American int or decimal rounded to 2 places."""
+    """A price as a client asked for it: American int, decimal rounded to 2 places (as The Odds
+    API sends it) or implied probability rounded to 4."""
     if odds_format == "american":
         return american
+    if odds_format == "probability":
+        return round(american_to_probability(american), 4)
     return round(american_to_decimal(american), 2)

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import fields
 from .fields import RowError
-from .model import GAME_MARKETS, MARKET_OUTCOMES, PROP_OUTCOMES, Play, Quote
+from .model import GAME_MARKETS, MARKET_OUTCOMES, NO_PRICE, OPEN, PROP_OUTCOMES, STATUSES, Play, Quote
 from .odds import MAX_AMERICAN, OddsError, to_american
 from .time import iso_from_ms
 
@@ -33,13 +33,13 @@ def _market_and_outcome(row: Mapping[str, Any]) -> tuple[str, str]:
     return market, outcome
 
 
-def _point_and_player(row: Mapping[str, Any], market: str) -> tuple[float | None, str | None]:
+def _point_and_player(row: Mapping[str, Any], market: str, *, priced: bool = True) -> tuple[float | None, str | None]:
     point = fields.number(row, "point")
     player = fields.text(row, "player")
     if market == "h2h":
         if point is not None:
             raise RowError("point: must be null for market h2h")
-    elif point is None:
+    elif point is None and priced:
         raise RowError(f"point: required for market {market}")
     if market in GAME_MARKETS:
         if player is not None:
@@ -66,14 +66,30 @@ def _price(row: Mapping[str, Any]) -> int:
         raise RowError(f"price: {value!r} as {fmt}: {exc}") from None
 
 
+def _status(row: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(status, reason): `status` open (default), suspended or closed; `reason` only with a status."""
+    status = row.get("status")
+    if status is None:
+        status = OPEN
+    elif status not in STATUSES:
+        shown = repr(status[:40]) if isinstance(status, str) else type(status).__name__
+        raise RowError(f"status: {shown} must be open, suspended or closed")
+    reason = fields.text(row, "reason")
+    return status, reason
+
+
 def parse_flat_quote(row: object, *, now_ms: int) -> Quote:
-    """One flat quote (CONTRACT.md 7) -> Quote. Unknown fields are ignored."""
+    """One flat quote (CONTRACT.md 7) -> Quote. Unknown fields are ignored. A quote whose
+    `status` is suspended or closed may leave out `price` (and `point`): the market keeps its
+    last price, in that state (the price is then NO_PRICE, filled in by the writer)."""
     r = fields.mapping(row, "row")
     home, away = fields.req_text(r, "home_team"), fields.req_text(r, "away_team")
     if home == away:
         raise RowError("away_team: must differ from home_team")
     market, outcome = _market_and_outcome(r)
-    point, player = _point_and_player(r, market)
+    status, reason = _status(r)
+    priced = status == OPEN or r.get("price") is not None
+    point, player = _point_and_player(r, market, priced=priced)
     return Quote(
         sport_key=fields.key(r, "sport_key"),
         event_id=fields.req_text(r, "event_id"),
@@ -83,10 +99,12 @@ def parse_flat_quote(row: object, *, now_ms: int) -> Quote:
         bookmaker=fields.key(r, "bookmaker"),
         market_key=market,
         outcome=outcome,
-        price=_price(r),
+        price=_price(r) if priced else NO_PRICE,
         point=point,
         player=player,
         observed_at_ms=fields.ms(r, "observed_at_ms", now_ms),
+        status=status,
+        reason=reason,
     )
 
 
@@ -95,7 +113,7 @@ def quote_to_flat(q: Quote) -> dict[str, Any]:
     # ISO keeps whole seconds only; a commence time with milliseconds stays an int so the
     # round trip is exact
     commence: str | int = iso_from_ms(q.commence_time_ms) if q.commence_time_ms % 1000 == 0 else q.commence_time_ms
-    return {
+    flat: dict[str, Any] = {
         "sport_key": q.sport_key,
         "event_id": q.event_id,
         "home_team": q.home_team,
@@ -110,6 +128,13 @@ def quote_to_flat(q: Quote) -> dict[str, Any]:
         "odds_format": "american",
         "observed_at_ms": q.observed_at_ms,
     }
+    if q.status != OPEN:  # open is the default: recordings of open prices keep their shape
+        flat["status"] = q.status
+        if q.price == NO_PRICE:
+            flat["price"] = None
+        if q.reason is not None:
+            flat["reason"] = q.reason
+    return flat
 
 
 # --- The Odds API v4 event lists ------------------------------------------------------

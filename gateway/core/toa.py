@@ -26,6 +26,7 @@ class OddsQuery:
     commence_to_ms: int | None = None
     odds_format: str = "decimal"
     date_format: str = "iso"
+    include_suspended: bool = False  # suspended/closed prices are left out unless asked for
 
 
 def event_matches(ev: EventInfo, q: OddsQuery) -> bool:
@@ -69,7 +70,7 @@ def odds_events(board: Board, q: OddsQuery, sport_title: str, book_title: Callab
         if not event_matches(ev, q) or not include(ev):
             continue
         for (market, _outcome), quote in board.cells(key).items():
-            if market in q.markets:
+            if market in q.markets and (q.include_suspended or quote.status == "open"):
                 by_event.setdefault(event_id, {}).setdefault(bookmaker, {}).setdefault(market, []).append(quote)
     out = []
     for event_id, books in by_event.items():
@@ -96,6 +97,8 @@ def _bookmaker(book: str, markets: dict[str, list[Quote]], ev: EventInfo, q: Odd
             o: dict[str, Any] = {"name": _outcome_name(x, ev), "price": format_price(x.price, q.odds_format)}
             if x.point is not None:
                 o["point"] = x.point
+            if x.status != "open":  # only with includeSuspended=true
+                o["status"] = x.status
             outcomes.append(o)
         out_markets.append({
             "key": market,

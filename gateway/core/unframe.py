@@ -5,6 +5,8 @@ the markets that changed; each changed market's outcomes become flat quotes (CON
 stamped with the row's `last_update`. A `pbp_event` frame is the PBP row plus `type` and `id`.
 Pure. What a row cannot say is lost: a quote that did not change the row (same price and
 point), and distinct over/under points of one total or prop line (a row has one `total`).
+Market state (issue 15) comes back per market from the row's `suspended_markets` (`closed`
+when the whole row is, else `suspended`); an outcome-level state is recorded for its market.
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ def odds_row_quotes(row: Mapping[str, Any], markets: Iterable[str] | None = None
                                     "bookmaker")}
     base["odds_format"] = "american"
     base["observed_at_ms"] = row.get("last_update")
+    shut = set(row.get("suspended_markets") or ())
+    state = "closed" if row.get("status") == "closed" else "suspended"
+
+    def stated(quote: dict[str, Any]) -> dict[str, Any]:
+        if quote["market_key"] in shut:
+            quote["status"] = state
+        return quote
+
     out: list[dict[str, Any]] = []
     if row.get("kind") == "prop":
         market = row.get("market_key")
@@ -35,16 +45,16 @@ def odds_row_quotes(row: Mapping[str, Any], markets: Iterable[str] | None = None
             return out
         for outcome, price in (("over", row.get("over_price")), ("under", row.get("under_price"))):
             if price is not None:
-                out.append({**base, "market_key": market, "outcome": outcome, "price": price,
-                            "point": row.get("line"), "player": row.get("player")})
+                out.append(stated({**base, "market_key": market, "outcome": outcome, "price": price,
+                                   "point": row.get("line"), "player": row.get("player")}))
         return out
     wanted = GAME_MARKETS if markets is None else [m for m in GAME_MARKETS if m in set(markets)]
     for market in wanted:
         for outcome, price_field, point_field in _GAME_CELLS[market]:
             price = row.get(price_field)
             if price is not None:
-                out.append({**base, "market_key": market, "outcome": outcome, "price": price,
-                            "point": row.get(point_field) if point_field else None, "player": None})
+                out.append(stated({**base, "market_key": market, "outcome": outcome, "price": price,
+                                   "point": row.get(point_field) if point_field else None, "player": None}))
     return out
 
 

@@ -7,7 +7,9 @@ reprices at random moments, as a Poisson process whose mean interval depends on 
 and on whether the game is in play (REPRICE_S: the rates and where they come from are in
 README, "Simulator rates"); a reprice that lands on the same rounded price changes nothing.
 A sharp move jumps the fair price and one book at once, and the others follow within
-seconds; a live score moves the moneyline and the spread at every book. Rates are per
+seconds; a live score moves the moneyline and the spread at every book, which (in most
+sports) suspend those markets first and reopen them a few seconds later at the new price
+(SUSPEND_S); the reopening prices are drops with `after_suspension`. Rates are per
 second of simulated time, so they do not depend on the feed's step interval.
 Deterministic given the rng and the times.
 """
@@ -42,11 +44,16 @@ SHARP_ON_PROPS = 0.3  # share of sharp moves that hit a player prop (the rest: m
 FOLLOW_S = (1.0, 15.0)  # other books copy a sharp move within this many seconds
 REACT_S = (0.0, 1.5)  # every book reprices the moneyline and spread this soon after a live score
 LINE_FOLLOW_S = (1.0, 20.0)  # books move to a new line one by one within this many seconds
+SUSPEND_S = (2.0, 6.0)  # after a score that suspends, a book reopens its markets this much later
+# the chance that a score suspends the moneyline and spread at every book, per play engine:
+# a goal, touchdown or run does; most baskets do not (books keep basketball lines open)
+SUSPEND_ON_SCORE = {"soccer": 1.0, "hockey": 1.0, "football": 1.0, "baseball": 1.0, "basketball": 0.1,
+                    "generic": 1.0}
 BY_KEY = {b.key: b for b in BOOKS}
 PER_MARKET_BOOKS = tuple(b for b in BOOKS if b.coverage == "per_market")
 
 # builds a Quote from (unit, book, outcome, price, point); the simulator owns event fields
-QuoteFn = Callable[["Unit", str, str, int, "float | None"], Quote]
+QuoteFn = Callable[["Unit", str, str, int, "float | None", str], Quote]
 
 
 def _clamp(x: float, lo: float, hi: float) -> float:
@@ -122,6 +129,8 @@ class EventMarkets:
         self.sharp_moves = 0
         self._dirty: dict[tuple[int, str], None] = {}  # a dict, not a set: ordered output
         self._emitted: dict[tuple[int, str], tuple[tuple[int, float | None], ...]] = {}
+        self._suspended: set[tuple[int, str]] = set()  # (unit, book) pairs suspended after a score
+        self._emitted_suspended: set[tuple[int, str]] = set()
         self._pending: list[tuple[float, int, str]] = []  # (due time, unit index, book)
         # the (unit, book) pairs that reprice at random, game markets and props apart
         self._pairs: tuple[list[tuple[int, str]], list[tuple[int, str]]] = ([], [])
@@ -139,6 +148,7 @@ class EventMarkets:
         probs[1] = _clamp(probs[1] - shift, 0.01, 0.99)
         u.views[book] = View(tuple(probs), u.point)
         self._dirty[(i, book)] = None
+        self._suspended.discard((i, book))  # a reprice reopens a suspended market
 
     def step(self, dt_s: float, *, live: bool) -> None:
         """`dt_s` seconds pass: drift, the reprices due by chance, maybe a sharp move, then
@@ -164,8 +174,9 @@ class EventMarkets:
         for _, i, book in due:
             self.reprice(i, book)
 
-    def apply_score(self, home_minus_away: int, weight: float) -> None:
-        """A live score moves the moneyline and the spread; every book reacts within seconds."""
+    def apply_score(self, home_minus_away: int, weight: float, *, suspend: bool = False) -> None:
+        """A live score moves the moneyline and the spread; every book reacts within seconds,
+        or (`suspend`) suspends them at once and reopens them a few seconds later."""
         for i, u in enumerate(self.units):
             if u.market_key == "h2h":
                 _shift_h2h(u, weight * home_minus_away)
@@ -173,19 +184,34 @@ class EventMarkets:
                 self._shift_line(i, weight * home_minus_away * 0.3)
             else:
                 continue
-            self._follow(i, None, *REACT_S)
+            if suspend:
+                for b in u.books:
+                    self._suspended.add((i, b.key))
+                    self._dirty[(i, b.key)] = None
+                self._follow(i, None, *SUSPEND_S)
+            else:
+                self._follow(i, None, *REACT_S)
 
     def collect(self, make: QuoteFn) -> list[Quote]:
         """Quotes for every cell whose price or point changed since it was last emitted."""
         out: list[Quote] = []
-        for i, book in self._dirty:
+        for pair in self._dirty:
+            i, book = pair
             u = self.units[i]
+            old = self._emitted.get(pair)
+            if pair in self._suspended:  # the last prices, suspended (once)
+                if old is not None and pair not in self._emitted_suspended:
+                    self._emitted_suspended.add(pair)
+                    out.extend(make(u, book, u.outcomes[k], price, point, "suspended")
+                               for k, (price, point) in enumerate(old))
+                continue
             cells = quote_cells(u, BY_KEY[book], u.views[book])
-            old = self._emitted.get((i, book))
+            reopened = pair in self._emitted_suspended
+            self._emitted_suspended.discard(pair)
             for k, (price, point) in enumerate(cells):
-                if old is None or old[k] != (price, point):
-                    out.append(make(u, book, u.outcomes[k], price, point))
-            self._emitted[(i, book)] = cells
+                if old is None or old[k] != (price, point) or reopened:
+                    out.append(make(u, book, u.outcomes[k], price, point, "open"))
+            self._emitted[pair] = cells
         self._dirty.clear()
         return out
 

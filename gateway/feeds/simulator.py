@@ -23,7 +23,7 @@ from ..core.time import iso_from_ms
 from .base import Sink
 from .sim_baseball import BaseballGame
 from .sim_games import BasketballGame, FootballGame, Game, GenericGame, HockeyGame, SimPlay, SoccerGame
-from .sim_market import EventMarkets, Unit, build_units
+from .sim_market import SUSPEND_ON_SCORE, EventMarkets, Unit, build_units
 from .sim_sports import FIRST_NAMES, LAST_NAMES, SportProfile, full_name, profile_for, short_name
 
 DEFAULT_SPORTS = ("basketball_nba", "baseball_mlb", "soccer_epl", "americanfootball_nfl", "icehockey_nhl")
@@ -46,6 +46,7 @@ class SimEvent:
     labels: tuple[str, str]  # short team names for play descriptions
     names: tuple[list[str], list[str]]  # player names per side (home, away)
     game: Game | None = None
+    quoted: bool = False  # its opening prices went out
 
 
 class Simulator:
@@ -88,7 +89,11 @@ class Simulator:
         for idx, ev in enumerate(self._events):
             plays.extend(self._advance_game(ev, now_ms, first))
             ev.markets.step(dt_s, live=ev.game is not None)
-            quotes.extend(ev.markets.collect(_QuoteMaker(ev, now_ms)))
+            # a game already under way when it was listed (at start) gets its opening prices
+            # a minute before its start: every started game has a closing line (issue 15.2)
+            at = now_ms if ev.quoted or now_ms < ev.commence_ms else ev.commence_ms - 60_000
+            ev.quoted = True
+            quotes.extend(ev.markets.collect(_QuoteMaker(ev, at)))
             if ev.game is not None and ev.game.final:
                 self._sharp_done += ev.markets.sharp_moves
                 minutes = self._rng.randint(*NEXT_GAME_MIN)
@@ -108,7 +113,8 @@ class Simulator:
             sims.insert(0, prior)  # the first step shows the state of games already under way
         diff = (game.score[0] - before[0]) - (game.score[1] - before[1])
         if diff:
-            ev.markets.apply_score(diff, ev.profile.score_weight)
+            suspend = self._rng.random() < SUSPEND_ON_SCORE.get(ev.profile.engine, 1.0)
+            ev.markets.apply_score(diff, ev.profile.score_weight, suspend=suspend)
         return [self._play(ev, sp, now_ms) for sp in sims]
 
     def _start_game(self, ev: SimEvent) -> Game:
@@ -193,10 +199,11 @@ class _QuoteMaker:
         self.ev = ev
         self.now_ms = now_ms
 
-    def __call__(self, u: Unit, book: str, outcome: str, price: int, point: float | None) -> Quote:
+    def __call__(self, u: Unit, book: str, outcome: str, price: int, point: float | None,
+                 status: str = "open") -> Quote:
         ev = self.ev
         return Quote(ev.profile.key, ev.id, ev.home, ev.away, ev.commence_ms, book, u.market_key,
-                     outcome, price, point, u.player, self.now_ms)
+                     outcome, price, point, u.player, self.now_ms, status, "score" if status == "suspended" else None)
 
 
 def _now_ms() -> int:

@@ -8,7 +8,11 @@ every `interval_s`.
 Failures never stop the feed: a timeout, transport error, 5xx or unreadable body ends the
 round and the feed waits on a capped, jittered exponential ladder (`Backoff`); a 429 waits at
 least its Retry-After. A 400/404/422 for one sport (e.g. an unknown sport key) skips that sport
-only. Quota: the `x-requests-*` headers are logged every `QUOTA_LOG_EVERY` polls, as a warning
+only. Market state (issue 15.1): a market a book listed in the last answer for a sport and
+no longer lists is marked suspended (closed once its event is over), by a quote of its last
+price with `status` and reason `not_listed`; when the book lists it again it is open, and its
+first price is compared with the last one before (a drop with `after_suspension`).
+Quota: the `x-requests-*` headers are logged every `QUOTA_LOG_EVERY` polls, as a warning
 when little is left, and at zero the feed sleeps `QUOTA_EXHAUSTED_SLEEP_S` between attempts.
 
 The API key is `api_key` from the config, else the environment variable `api_key_env`
@@ -29,8 +33,10 @@ import httpx
 import trio
 
 from ..config import FeedConfig
+from ..core.market_state import unlisted
 from ..core.model import Quote
 from ..core.parse import RowError, parse_toa_events
+from ..writer import LIVE_WINDOW_MS
 from .base import Sink
 from .http import Backoff, UpstreamError, default_client, get_json
 
@@ -120,6 +126,7 @@ class OddsApiPoller:
         self.quota = Quota()
         self.backoff = backoff or Backoff(start_s=min(1.0, feed.interval_s), cap_s=120.0)
         self.rounds = self.failures = self.submitted = 0
+        self.last: dict[str, list[Quote]] = {}  # per sport: the quotes of its last answer (market state)
 
     def params(self) -> dict[str, str]:
         f = self.feed
@@ -148,6 +155,10 @@ class OddsApiPoller:
             for i, reason in errors[1:]:
                 logger.debug("feed %s: %s: event %d rejected: %s", self.feed.source, sport, i, reason)
         quotes = map_bookmakers(quotes)
+        listed = {(q.event_id, q.bookmaker, q.market_key, q.player) for q in quotes}
+        gone = unlisted(self.last.get(sport, ()), listed, now_ms=now_ms, live_window_ms=LIVE_WINDOW_MS)
+        self.last[sport] = quotes
+        quotes = quotes + gone
         if quotes:
             await self.sink.submit_quotes(quotes, source=self.feed.source)
         self.submitted += len(quotes)

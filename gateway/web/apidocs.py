@@ -16,7 +16,7 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
-from .apischemas import INT, SCHEMAS, STR, Schema, arr, enum, obj, ref
+from .apischemas import INT, NUM, SCHEMAS, STR, Schema, arr, enum, obj, ref
 
 bp = Blueprint("apidocs", __name__)
 
@@ -56,7 +56,7 @@ PARAMS: dict[str, tuple[str, str, Schema, str]] = {
     "direction": ("direction", "query", enum("both", "toward_favorite", "toward_dog", "toward_underdog"),
                   "default both"),
     "markets": ("markets", "query", CSV, "market keys: h2h, spreads, totals, player markets"),
-    "kinds": ("kinds", "query", CSV, "game, prop (props accepted)"),
+    "kinds": ("kinds", "query", CSV, "game, prop (props accepted); on drop streams also steam (steam frames)"),
     "event_id": ("event_id", "query", CSV, "one or more events (aliases match_id, event_ids)"),
     "recent_limit": ("limit", "query", _int(1, 1000, 100), "drops to return"),
     "heartbeat_s": ("heartbeat_s", "query", _int(1, 30, 5), "heartbeat after this many seconds of silence "
@@ -70,14 +70,33 @@ PARAMS: dict[str, tuple[str, str, Schema, str]] = {
     "max_age_s": ("max_age_s", "query", _int(1, 3600, 600), "snapshot rows updated within this many seconds"),
     "since": ("since", "query", {"type": "integer", "minimum": 0}, "unix ms: snapshot rows updated after it"),
     "types": ("types", "query", CSV, "/ws/live: odds_update, pbp_event, odds_drop (default all)"),
+    "stream_format": ("oddsFormat", "query", enum("american", "decimal", "probability"), "prices in frames "
+                      "(default american; thresholds and deltas stay in cents); alias odds_format"),
+    "conflate_ms": ("conflate_ms", "query", _int(0, 120000, 0), "at most one frame per (event, book, market) "
+                    "per window, the latest; its id is the highest it covers (0: off)"),
+    "includeSuspended": ("includeSuspended", "query", {"type": "boolean", "default": False},
+                         "also list suspended and closed prices (with `status`)"),
+    "from": ("from", "query", {"type": "string"}, "unix ms or ISO-8601; not before what is kept"),
+    "to": ("to", "query", {"type": "string"}, "unix ms or ISO-8601; not before `from`"),
+    "event_path": ("event_id", "path", STR, "an event id (GET /v1/sports/{sport_key}/events); unknown: 404"),
+    "history_format": ("oddsFormat", "query", enum("american", "decimal", "probability"), "default american"),
+    "clv_bookmaker": ("bookmaker", "query", STR, "the bet's book (required)"),
+    "clv_market": ("market", "query", STR, "the bet's market, e.g. h2h, spreads (required; alias market_key)"),
+    "clv_outcome": ("outcome", "query", enum("home", "away", "draw", "over", "under"), "required"),
+    "clv_price": ("price", "query", NUM, "the bet's price in oddsFormat (required)"),
+    "clv_point": ("point", "query", NUM, "the bet's spread or total"),
+    "clv_player": ("player", "query", STR, "prop markets: the player"),
+    "clv_time": ("time", "query", {"type": "string"}, "when the bet was placed (unix ms or ISO-8601); before "
+                 "the start"),
+    "clv_reference": ("reference", "query", {"type": "string", "default": "pinnacle"}, "the reference book"),
     "deliveries_status": ("status", "query", enum("pending", "delivered", "failed", "cancelled"), "filter"),
     "deliveries_limit": ("limit", "query", _int(1, 500, 50), "rows"),
 }
 ODDS_QUERY = ("regions", "game_markets", "oddsFormat", "dateFormat", "bookmakers", "eventIds", "commenceTimeFrom",
-              "commenceTimeTo")
+              "commenceTimeTo", "includeSuspended")
 FILTERS = ("event_id", "bookmakers", "markets", "kinds")
-RESUME = ("heartbeat_s", "named_events", "last_event_id", "Last-Event-ID")
-ODDS_STREAM = (*FILTERS, *RESUME, "snapshot_limit", "max_age_s", "since")
+RESUME = ("heartbeat_s", "named_events", "last_event_id", "Last-Event-ID", "stream_format")
+ODDS_STREAM = (*FILTERS, *RESUME, "snapshot_limit", "max_age_s", "since", "conflate_ms")
 DROP_STREAM = ("sports", "threshold", "direction", *FILTERS, *RESUME)
 
 ERRORS = {400: "invalid_param (names `param`), invalid_body, bad_request", 401: "missing_key / invalid_key "
@@ -141,24 +160,40 @@ ROUTES: list[Route] = [
           params=("sport_key", "match_id"), ok=(200, JSON, arr(ref("LiveState")))),
     Route("get", ("/v1/sports/{sport_key}/live/source-health",), "Freshness per source", "rest",
           params=("sport_key", "degraded_only"), ok=_jref("SourceHealth")),
-    Route("get", ("/v1/odds-drop/{sport_key}/recent",), "The last drops, same filters as the stream", "rest",
-          params=("drop_sport", "sports", "threshold", "direction", *FILTERS, "recent_limit"),
-          ok=(200, JSON, arr(ref("OddsDrop")))),
+    Route("get", ("/v1/odds-drop/{sport_key}/recent",), "The last drops (and steam with kinds=steam), same "
+          "filters as the stream, created within from/to", "rest",
+          params=("drop_sport", "sports", "threshold", "direction", *FILTERS, "recent_limit", "stream_format", "from",
+                  "to"), ok=(200, JSON, arr({"oneOf": [ref("OddsDrop"), ref("Steam")]}))),
+    Route("get", ("/v1/sports/{sport_key}/events/{event_id}/history",), "Line history: every price change per "
+          "(book, market, outcome, player, point), with open, current and close", "rest",
+          params=("sport_key", "event_path", "bookmakers", "markets", "history_format", "from", "to"),
+          ok=_jref("History"), errors=(*KEYED, 404)),
+    Route("get", ("/v1/sports/{sport_key}/events/{event_id}/clv",), "Closing-line value of a bet against its book "
+          "and a reference book", "rest",
+          params=("sport_key", "event_path", "clv_bookmaker", "clv_market", "clv_outcome", "clv_price",
+                  "history_format", "clv_point", "clv_player", "clv_time", "clv_reference"),
+          ok=_jref("Clv"), errors=(*KEYED, 404)),
     Route("get", ("/v1/sports/{sport_key}/live/sse",), "SSE play-by-play (starter+)", "streams",
           params=("sport_key", "match_id", *RESUME), ok=(200, SSE, {"oneOf": [*_FRAMES["oneOf"], ref("PbpEvent")]}),
           errors=(*KEYED, 403)),
     Route("get", ("/v1/sse/odds/{sport_key}", "/v1/sse/hot/{sport_key}"), "SSE odds (business+)", "streams",
-          params=("sport_key", *ODDS_STREAM), ok=(200, SSE, {"oneOf": [*_FRAMES["oneOf"], ref("OddsUpdate")]}),
+          params=("sport_key", *ODDS_STREAM), ok=(200, SSE, {"oneOf": [*_FRAMES["oneOf"], ref("OddsUpdate"),
+                                                                       ref("MarketStatus")]}),
           errors=(*KEYED, 403)),
-    Route("get", ("/v1/odds-drop/{sport_key}",), "SSE drops (business+)", "streams",
-          params=("drop_sport", *DROP_STREAM), ok=(200, SSE, {"oneOf": [*_FRAMES["oneOf"], ref("OddsDrop")]}),
+    Route("get", ("/v1/odds-drop/{sport_key}",), "SSE drops (business+); kinds=steam adds steam frames", "streams",
+          params=("drop_sport", *DROP_STREAM), ok=(200, SSE, {"oneOf": [*_FRAMES["oneOf"], ref("OddsDrop"),
+                                                                        ref("Steam")]}),
+          errors=(*KEYED, 403)),
+    Route("get", ("/v1/steam/{sport_key}",), "SSE steam moves (business+): the drop stream's steam frames",
+          "streams", params=("drop_sport", *DROP_STREAM), ok=(200, SSE, {"oneOf": [*_FRAMES["oneOf"], ref("Steam")]}),
           errors=(*KEYED, 403)),
     Route("get", ("/ws/odds/{sport_key}", "/v1/ws/odds/{sport_key}"), "WebSocket odds (business+): see "
           "/asyncapi.json. Refusals come after the upgrade as close codes", "streams", "websocket",
           params=("sport_key", *ODDS_STREAM), ok=_WS_OK, errors=()),
     Route("get", ("/ws/live/{sport_key}", "/v1/ws/live/{sport_key}"), "WebSocket in-play data (key or session "
           "cookie, business+): see /asyncapi.json", "streams", "websocket",
-          params=("sport_key", *FILTERS, "threshold", "direction", "types", *RESUME), ok=_WS_OK, errors=()),
+          params=("sport_key", *FILTERS, "threshold", "direction", "types", *RESUME, "conflate_ms"), ok=_WS_OK,
+          errors=()),
     Route("post", ("/v1/ingest/odds",), "Push prices: flat quotes or The Odds API v4 events (ingest scope)",
           "ingest", body="IngestOdds", ok=_jref("IngestResult"), errors=(*KEYED, 403, 408, 413, 421, 422)),
     Route("post", ("/v1/ingest/pbp",), "Push plays (ingest scope)", "ingest", body="IngestPbp",
@@ -177,6 +212,10 @@ ROUTES: list[Route] = [
           ok=(200, JSON, arr(ref("Sport"))), errors=(401, 403, 429)),
     Route("get", ("/dashboard/api/sports/{sport_key}/source-health",), "Source health (session)", "dashboard",
           "session", params=("sport_key",), ok=_jref("SourceHealth"), errors=(400, 401, 403, 429)),
+    Route("get", ("/dashboard/api/sports/{sport_key}/events/{event_id}/history",), "Line history of an event "
+          "(session; the sparkline of a clicked cell)", "dashboard", "session",
+          params=("sport_key", "event_path", "bookmakers", "markets", "history_format", "from", "to"),
+          ok=_jref("History"), errors=(400, 401, 403, 404, 429)),
     Route("get", ("/dashboard/api/sports/{sport_key}/upcoming",), "Upcoming games (session)", "dashboard",
           "session", params=("sport_key",), ok=(200, JSON, arr(ref("Event"))), errors=(400, 401, 403, 429)),
     Route("post", ("/v1/webhooks",), "Create a webhook (business+; the secret is shown once)", "webhooks",
@@ -259,6 +298,11 @@ def openapi(server_url: str = "/") -> dict[str, Any]:
                                        ref("WebhookDelivery"), ref("SlackMessage"), ref("DiscordMessage")]}}}},
                                    "responses": {"200": {"description": "any 2xx within 10 s is success; "
                                                                         "otherwise retried (+30 s, +5 min)"}}}},
+            "steam": {"post": {"summary": "A steam move delivered to a webhook whose kinds include steam (event_type "
+                               "steam; data: the steam frame)", "parameters": _delivery_headers(),
+                               "requestBody": {"content": {JSON: {"schema": {"oneOf": [
+                                   ref("WebhookDelivery"), ref("SlackMessage"), ref("DiscordMessage")]}}}},
+                               "responses": {"200": {"description": "as odds_drop"}}}},
         },
         "components": {
             "schemas": SCHEMAS,
@@ -281,7 +325,7 @@ def _delivery_headers() -> list[dict[str, Any]]:
         ("X-Gateway-Signature", "t=<unix s>,v1=<hex HMAC-SHA256 of '<t>.<raw body>' with the secret>"),
         ("X-Gateway-Delivery-Id", "the same on every attempt: deduplicate on it"),
         ("X-Gateway-Attempt", "1, 2, 3"), ("X-Gateway-Webhook-Id", "the webhook"),
-        ("X-Gateway-Event-Type", "odds_drop or test"))]
+        ("X-Gateway-Event-Type", "odds_drop, steam or test"))]
 
 
 # -- AsyncAPI: one channel per stream route, the frames it sends, the messages it takes -------
@@ -304,18 +348,24 @@ class Channel:
 CHANNELS = [
     Channel("pbp", "/v1/sports/{sport_key}/live/sse", "sse", "Play-by-play (starter+); `event: pbp_event`",
             ("PbpEvent",), ("match_id", *RESUME)),
-    Channel("odds", "/v1/sse/odds/{sport_key}", "sse", "Odds (business+)", ("OddsUpdate",), ODDS_STREAM),
+    Channel("odds", "/v1/sse/odds/{sport_key}", "sse", "Odds (business+)", ("OddsUpdate", "MarketStatus"),
+            ODDS_STREAM),
     Channel("hot", "/v1/sse/hot/{sport_key}", "sse", "Odds (business+), the same feed as /v1/sse/odds",
-            ("OddsUpdate",), ODDS_STREAM),
-    Channel("drops", "/v1/odds-drop/{sport_key}", "sse", "Drops (business+); sport_key may be `all` or `multi`",
-            ("OddsDrop",), DROP_STREAM),
+            ("OddsUpdate", "MarketStatus"), ODDS_STREAM),
+    Channel("drops", "/v1/odds-drop/{sport_key}", "sse", "Drops (business+); sport_key may be `all` or `multi`; "
+            "kinds=steam adds steam frames", ("OddsDrop", "Steam"), DROP_STREAM),
+    Channel("steam", "/v1/steam/{sport_key}", "sse", "Steam moves (business+): the drop stream's steam frames",
+            ("Steam",), DROP_STREAM),
     Channel("ws_odds", "/ws/odds/{sport_key}", "ws", "WebSocket odds (business+); also /v1/ws/odds/{sport_key}",
-            ("OddsUpdate",), ODDS_STREAM),
-    Channel("ws_odds_v1", "/v1/ws/odds/{sport_key}", "ws", "= /ws/odds/{sport_key}", ("OddsUpdate",), ODDS_STREAM),
-    Channel("ws_live", "/ws/live/{sport_key}", "ws", "WebSocket in-play data (key or session cookie, business+)",
-            ("OddsUpdate", "PbpEvent", "OddsDrop"), (*FILTERS, "threshold", "direction", "types", *RESUME)),
+            ("OddsUpdate", "MarketStatus"), ODDS_STREAM),
+    Channel("ws_odds_v1", "/v1/ws/odds/{sport_key}", "ws", "= /ws/odds/{sport_key}", ("OddsUpdate", "MarketStatus"),
+            ODDS_STREAM),
+    Channel("ws_live", "/ws/live/{sport_key}", "ws", "WebSocket in-play data (key or session cookie, business+); "
+            "types=steam adds steam frames", ("OddsUpdate", "MarketStatus", "PbpEvent", "OddsDrop", "Steam"),
+            (*FILTERS, "threshold", "direction", "types", *RESUME, "conflate_ms")),
     Channel("ws_live_v1", "/v1/ws/live/{sport_key}", "ws", "= /ws/live/{sport_key}",
-            ("OddsUpdate", "PbpEvent", "OddsDrop"), (*FILTERS, "threshold", "direction", "types", *RESUME)),
+            ("OddsUpdate", "MarketStatus", "PbpEvent", "OddsDrop", "Steam"),
+            (*FILTERS, "threshold", "direction", "types", *RESUME, "conflate_ms")),
 ]
 
 
@@ -350,7 +400,8 @@ def asyncapi(host: str = "localhost:8080", secure: bool = False) -> dict[str, An
                 "action": "receive", "channel": {"$ref": f"#/channels/{ch.name}"},
                 "summary": "Messages the gateway takes from the client",
                 "messages": [{"$ref": f"#/channels/{ch.name}/messages/{m}"} for m in CLIENT_MESSAGES]}
-    names = (*SERVER_FRAMES, "OddsUpdate", "OddsDrop", "PbpEvent", *WS_REPLIES, *CLIENT_MESSAGES)
+    names = (*SERVER_FRAMES, "OddsUpdate", "MarketStatus", "OddsDrop", "Steam", "PbpEvent", *WS_REPLIES,
+             *CLIENT_MESSAGES)
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "gateway streams", "version": VERSION, "description": "SSE and WebSocket streams. "

@@ -14,7 +14,8 @@ INT: Schema = {"type": "integer"}
 NUM: Schema = {"type": "number"}
 BOOL: Schema = {"type": "boolean"}
 MS: Schema = {"type": "integer", "description": "unix milliseconds"}
-PRICE: Schema = {"type": ["integer", "null"], "description": "American odds; null where the book gives none"}
+PRICE: Schema = {"type": ["number", "null"], "description": "American odds (or the stream's oddsFormat); null where "
+                 "the book gives none"}
 
 
 def null(schema: Schema) -> Schema:
@@ -58,7 +59,8 @@ _ODDS_ROW = obj(
     commence_time={"type": "string", "format": "date-time"}, last_update=MS,
     home_ml=PRICE, away_ml=PRICE, draw_ml=PRICE, home_spread=null(NUM), away_spread=null(NUM),
     home_spread_price=PRICE, away_spread_price=PRICE, total=null(NUM), over_price=PRICE, under_price=PRICE,
-    player=STR, market_key=STR, market=STR, line=null(NUM), available=BOOL, action=enum("upsert", "remove"))
+    player=STR, market_key=STR, market=STR, line=null(NUM), available=BOOL, action=enum("upsert", "remove"),
+    status=enum("open", "suspended", "closed"), suspended_markets=arr(STR))
 
 _STATE = obj(period=null({"type": ["string", "integer"]}), clock=null(STR), status=null(STR))
 
@@ -75,10 +77,17 @@ _LIVE_STATE = obj("match_id sport_key score_a score_b state", type={"const": "li
 _DROP = frame("odds_drop", "id sport_key event_id bookmaker kind market_key side outcome prev new delta direction "
               "timestamp", "A price moved by at least `threshold` cents (the contract's drop rules)", **RESUMABLE,
               sport_key=STR, event_id=STR, bookmaker=STR, kind=enum("game", "prop"), market_key=STR, market=STR,
-              side=STR, outcome=enum("home", "away", "draw", "over", "under"), prev=INT, new=INT, delta=INT,
-              prior_price=INT, new_price=INT, delta_cents=INT, direction=enum("toward_favorite", "toward_dog"),
+              side=STR, outcome=enum("home", "away", "draw", "over", "under"), prev=NUM, new=NUM, delta=INT,
+              prior_price=NUM, new_price=NUM, delta_cents=INT, direction=enum("toward_favorite", "toward_dog"),
               point=null(NUM), player=STR, line=null(NUM), home_team=STR, away_team=STR, commence_time=STR,
-              last_update=MS, timestamp=MS, elapsed_ms=null(INT))
+              last_update=MS, timestamp=MS, elapsed_ms=null(INT),
+              after_suspension={"type": "boolean", "description": "the first price after a suspension, "
+                                "compared with the last before it (absent otherwise)"})
+
+_PRICE_AT = null(obj("t price", t=MS, price=null(NUM), status=enum("suspended", "closed")))
+_CLV = null(obj("bookmaker close_price clv_cents clv_probability", bookmaker=STR, close_point=null(NUM),
+                closed_at=MS, close_price=INT, clv_cents=INT, clv_probability=NUM, bet_implied_probability=NUM,
+                close_implied_probability=NUM))
 
 SCHEMAS: dict[str, Schema] = {
     "Error": obj("error message request_id", "Every HTTP error; `param` names a bad parameter",
@@ -114,7 +123,8 @@ SCHEMAS: dict[str, Schema] = {
                        kinds={"type": ["string", "array"]}, event_id=STR),
     "WebhookInput": obj(_note="Create (url required) or PATCH (only the fields given; a filter set to "
                         "null is removed)", url={"type": "string", "format": "uri"}, destination_url=STR,
-                        format=enum("json", "slack", "discord"), description=STR, events=arr(enum("odds_drop")),
+                        format=enum("json", "slack", "discord"), description=STR,
+                        events=arr(enum("odds_drop", "steam")),
                         filters=ref("DropFilters"), is_active=BOOL, sports={"type": ["string", "array"]},
                         threshold=INT, direction=STR, bookmakers={"type": ["string", "array"]},
                         markets={"type": ["string", "array"]}, kinds={"type": ["string", "array"]},
@@ -131,8 +141,8 @@ SCHEMAS: dict[str, Schema] = {
         "id status", id=STR, event_type=STR, seq=null(INT), status=enum("pending", "delivered", "failed",
                                                                          "cancelled"), attempts=INT))),
     "WebhookDelivery": obj("id event_type timestamp_ms data", "The body POSTed to a webhook URL (format json)",
-                           id=STR, event_type=enum("odds_drop", "test"), timestamp_ms=MS,
-                           data={"oneOf": [ref("OddsDrop"), obj()]}),
+                           id=STR, event_type=enum("odds_drop", "steam", "test"), timestamp_ms=MS,
+                           data={"oneOf": [ref("OddsDrop"), ref("Steam"), obj()]}),
     "SlackMessage": obj("text", text=STR),
     "DiscordMessage": obj("content", content=STR),
     # stream frames (SSE data lines and WebSocket text messages)
@@ -147,6 +157,30 @@ SCHEMAS: dict[str, Schema] = {
                         sport_key=STR, timestamp=MS, count=INT, data=arr(ref("OddsRow")), markets=arr(STR),
                         coalesced=BOOL),
     "OddsDrop": _DROP,
+    "MarketStatus": frame("market_status", "id sport_key event_id bookmaker market_key status timestamp",
+                          "A market (outcome null) or one outcome changed state; on the odds and live streams",
+                          **RESUMABLE, sport_key=STR, event_id=STR, bookmaker=STR, market_key=STR,
+                          outcome=null(STR), status=enum("open", "suspended", "closed"), reason=null(STR),
+                          home_team=STR, away_team=STR, commence_time=STR, timestamp=MS),
+    "Steam": frame("steam", "id sport_key event_id market_key outcome direction books moves first_mover "
+                   "time_spread_ms timestamp", "At least [steam] books books moved one outcome the same way by "
+                   "[steam] threshold cents each within window_s", **RESUMABLE, sport_key=STR, event_id=STR,
+                   kind=enum("game", "prop"), market_key=STR, market=STR, side=STR, outcome=STR, player=null(STR),
+                   direction=enum("toward_favorite", "toward_dog"), books=arr(STR), book_count=INT,
+                   moves=arr(obj("bookmaker prev new delta at", bookmaker=STR, prev=NUM, new=NUM, delta=INT,
+                                 point=null(NUM), at=MS)),
+                   first_mover=STR, first_move_at=MS, last_move_at=MS, time_spread_ms=INT, delta_cents=INT,
+                   home_team=STR, away_team=STR, commence_time=STR, timestamp=MS),
+    "History": obj("event_id sport_key commence_time started from to series", "Line history of one event",
+                   event_id=STR, sport_key=STR, home_team=STR, away_team=STR, commence_time=STR, started=BOOL,
+                   odds_format=STR, history_days=NUM, count=INT, **{"from": MS, "to": MS},
+                   series=arr(obj("bookmaker market_key outcome changes", bookmaker=STR, market_key=STR, outcome=STR,
+                                  player=null(STR), point=null(NUM), open=_PRICE_AT, current=_PRICE_AT,
+                                  close=_PRICE_AT, changes=arr(_PRICE_AT)))),
+    "Clv": obj("event_id started bet book reference", "A bet's closing-line value (provisional before the start)",
+               event_id=STR, sport_key=STR, commence_time=STR, started=BOOL, provisional=BOOL,
+               bet=obj(bookmaker=STR, market_key=STR, outcome=STR, point=null(NUM), player=null(STR), price=INT,
+                       time=null(INT), reference=STR), book=_CLV, reference=_CLV),
     "PbpEvent": {"allOf": [frame("pbp_event", "id", "One play (SSE: `event: pbp_event`)", **RESUMABLE),
                            ref("PbpRow")]},
     "Heartbeat": frame("heartbeat", "timestamp", "After heartbeat_s of silence; no id", timestamp=MS,
@@ -165,7 +199,8 @@ SCHEMAS: dict[str, Schema] = {
     "Subscribe": frame("subscribe", "", "Narrow or change the connection's filter live", event_id=null(STR),
                        event_ids=null({"type": ["array", "string"]}), bookmakers=null({"type": ["array", "string"]}),
                        markets=null({"type": ["array", "string"]}), kinds=null({"type": ["array", "string"]}),
-                       threshold=INT, direction=STR, snapshot=BOOL),
+                       threshold=INT, direction=STR, snapshot=BOOL, conflate_ms=null(INT),
+                       oddsFormat=null(enum("american", "decimal", "probability"))),
     "Unsubscribe": frame("unsubscribe"),
     "Resume": frame("resume", "last_event_id", "Replay every matching frame after this id, then live",
                     last_event_id=INT),

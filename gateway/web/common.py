@@ -117,7 +117,9 @@ async def authenticate(*, rate_limited: bool = True) -> ApiKey:
     tier = gw.config.tiers[api_key.tier]
     if not rate_limited:
         return api_key
-    wait = gw.rate_limiter.check(api_key.id, tier.requests_per_minute, time.monotonic())
+    now = time.monotonic()
+    wait = gw.rate_limiter.check(api_key.id, tier.requests_per_minute, now)
+    g.quota = (api_key.id, tier.requests_per_minute)  # the quota headers (errors.py)
     if wait > 0:
         retry = max(1, int(wait + 0.999))
         burst = burst_size(tier.requests_per_minute)
@@ -126,6 +128,55 @@ async def authenticate(*, rate_limited: bool = True) -> ApiKey:
                        headers={"Retry-After": str(retry)}, retry_after_seconds=retry,
                        limit=tier.requests_per_minute, burst=burst)
     return api_key
+
+
+def quota_headers(gw: Gateway, path: str) -> dict[str, str]:
+    """X-RateLimit-Limit/-Remaining/-Reset for a request `authenticate` rate-limited, and on
+    /v4 routes The Odds API's x-requests-remaining/-used, so its clients' quota logic works
+    unchanged (README "Quota headers"). Empty for requests without a key."""
+    quota = getattr(g, "quota", None)
+    if quota is None:
+        return {}
+    key_id, per_minute = quota
+    remaining, reset, used = gw.rate_limiter.quota(key_id, per_minute, time.monotonic())
+    out = {"X-RateLimit-Limit": str(per_minute), "X-RateLimit-Remaining": str(remaining),
+           "X-RateLimit-Reset": str(reset)}
+    if path.startswith("/v4/"):
+        out.update({"x-requests-remaining": str(remaining), "x-requests-used": str(used)})
+    return out
+
+
+def time_param(p: Params, name: str) -> int | None:
+    """A time parameter: unix milliseconds or an ISO-8601 time; None when absent."""
+    from ..core.time import ms_from_iso
+
+    values = p.get(name)
+    text = values[-1].strip() if values else ""
+    if not text:
+        return None
+    if text.isdigit():
+        value = int(text)
+        if value < 100_000_000_000 or value > 10_000_000_000_000:
+            raise ParamError(name, f"{value} is not unix milliseconds (seconds? send milliseconds or ISO-8601)")
+        return value
+    try:
+        return ms_from_iso(text)
+    except ValueError:
+        raise ParamError(name, f"must be unix milliseconds or an ISO-8601 time such as 2026-05-12T22:30:00Z, "
+                         f"got {text[:40]!r}") from None
+
+
+def time_range(p: Params, *, oldest_ms: int | None, now_ms: int, what: str = "") -> tuple[int | None, int | None]:
+    """(`from`, `to`) in ms, checked: `from` after `to`, or `from`/`to` before `oldest_ms` (what is
+    kept: `what` says which window), are errors naming the parameter, never an empty answer
+    that would look like nothing happened."""
+    since, until = time_param(p, "from"), time_param(p, "to")
+    if since is not None and until is not None and since > until:
+        raise ParamError("from", f"is after to ({since} > {until})")
+    for name, value in (("from", since), ("to", until)):
+        if value is not None and oldest_ms is not None and value < oldest_ms:
+            raise ParamError(name, f"{value} is before what is kept ({oldest_ms}: {what or 'the retention window'})")
+    return since, until
 
 
 def require_stream_tier(gw: Gateway, api_key: ApiKey, *, pbp: bool, what: str) -> None:

@@ -22,9 +22,11 @@ from typing import Any
 from quart import Blueprint, Response, jsonify, redirect, request, send_from_directory
 
 from ..auth import ApiKey
+from ..core.filters import ParamError
 from ..handle import current_gateway
 from ..writer import wall_ms
-from .common import ApiError, check_sport
+from .common import ApiError, bad_param, check_sport
+from .history import event_history, history_answer
 from .session import effective_scheme, request_session
 
 bp = Blueprint("dashboard", __name__)
@@ -120,3 +122,15 @@ async def upcoming(sport_key: str) -> Response:
                  key=lambda e: (e.commence_time_ms, e.id))
     return _json([{"id": e.id, "home_team": e.home_team, "away_team": e.away_team,
                    "commence_time": e.commence_time_ms} for e in evs[:UPCOMING_LIMIT]])
+
+
+@bp.get("/dashboard/api/sports/<sport_key>/events/<event_id>/history")
+async def event_line_history(sport_key: str, event_id: str) -> Response:
+    """As `GET /v1/sports/{sport}/events/{event_id}/history` (the sparkline of a clicked cell)."""
+    await _session()
+    gw = current_gateway()
+    ev, hist = await event_history(gw, sport_key, event_id)
+    try:
+        return _json(history_answer(gw, ev, hist, request.args.to_dict(flat=False), wall_ms()))
+    except ParamError as exc:
+        raise bad_param(exc) from None

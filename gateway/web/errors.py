@@ -13,7 +13,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..writer import StoreUnavailable
-from .common import ApiError
+from .common import ApiError, quota_headers
 
 logger = logging.getLogger("gateway.access")
 app_logger = logging.getLogger("gateway.web")
@@ -122,6 +122,7 @@ def install(app: QuartTrio) -> None:
         resp.headers["X-Request-ID"] = getattr(g, "request_id", "")
         cors = cors_headers(request.path, request.headers.get("Origin"), current_gateway().config.server.cors_origins)
         resp.headers.update(cors)
+        resp.headers.update(quota_headers(current_gateway(), request.path))
         access_log(request.remote_addr, request.method, request.full_path, resp.status_code,
                    getattr(g, "started", time.perf_counter()), getattr(g, "key_name", "-"),
                    getattr(g, "request_id", ""))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from quart import Blueprint, Response, jsonify
 
 from ..core.filters import ParamError, bool_param, csv, int_param, one, parse_filter, parse_sports
-from ..core.frames import DROP, Frame
+from ..core.formats import convert_payload
+from ..core.frames import Frame
 from ..core.odds import format_price
 from ..core.time import ms_from_iso
 from ..core.toa import OddsQuery, event_json, event_matches, odds_events
@@ -17,7 +19,7 @@ from ..handle import current_gateway
 from ..metrics import registry_for, render
 from ..store import recent_log
 from ..writer import LIVE_WINDOW_MS, wall_ms
-from .common import ApiError, authenticate, bad_param, check_sport, params
+from .common import ApiError, authenticate, bad_param, check_sport, params, time_range
 
 bp = Blueprint("rest", __name__)
 
@@ -101,7 +103,7 @@ def _odds_query(sport_key: str, *, default_format: str, markets_default: str = "
         return OddsQuery(
             sport_key=sport_key, markets=markets, bookmakers=books, event_ids=event_ids,
             commence_from_ms=_time_param(p, "commenceTimeFrom"), commence_to_ms=_time_param(p, "commenceTimeTo"),
-            odds_format=fmt, date_format=date_format,
+            odds_format=fmt, date_format=date_format, include_suspended=bool_param(p, "includeSuspended", False),
         )
     except ParamError as exc:
         raise bad_param(exc) from None
@@ -260,17 +262,23 @@ async def recent_drops(sport_key: str) -> Response:
         sports = parse_sports(p, sport_key, catalog)
         flt = parse_filter(p, catalog, drops=True)
         limit = int_param(p, "limit", 100, 1, 1000)
+        now = wall_ms()
+        window_h = gw.config.database.retention_hours
+        since, until = time_range(p, oldest_ms=now - int(window_h * 3_600_000), now_ms=now,
+                                  what=f"the drop log's retention ([database] retention_hours = {window_h:g})")
     except ParamError as exc:
         raise bad_param(exc) from None
     scan = max(limit * 20, gw.config.streams.recent_drops)
-    rows = await gw.store.read(lambda conn: recent_log(conn, DROP, sports, scan))
     out = []
-    for r in rows:
-        payload = json.loads(r.payload)
-        if flt.matches(Frame(seq=r.seq, stream=DROP, payload=payload, text=r.payload, live=r.live)):
-            out.append(payload)
-            if len(out) >= limit:
-                break
-    return jsonify(out)
+    for stream in flt.drop_streams:  # drops, and steam frames with kinds=steam
+        rows = await gw.store.read(partial(recent_log, stream=stream, sports=sports, limit=scan, since_ms=since,
+                                           until_ms=until))
+        for r in rows:
+            payload = r.data if r.data is not None else json.loads(r.payload)
+            frame = Frame(seq=r.seq, stream=stream, payload=payload, text=r.payload, live=r.live)
+            if flt.matches(frame):
+                out.append(payload if flt.odds_format == "american" else convert_payload(payload, flt.odds_format))
+    out.sort(key=lambda d: -int(d["id"]))
+    return jsonify(out[:limit])
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..auth import ApiKey, Slot
 from ..core.filters import Filter, ParamError, Params, bool_param, int_param, one, parse_filter, parse_sports
-from ..core.frames import DROP, ODDS, PBP, sse_retry
+from ..core.frames import ODDS, PBP, sse_retry
 from ..handle import Gateway
 from ..streaming import Idle, StreamPlan, StreamSession, odds_snapshot
 from ..writer import wall_ms
@@ -134,7 +134,7 @@ def odds_plan(gw: Gateway, api_key: ApiKey, sport_key: str, p: Params,
     catalog = gw.universe.catalog()
     try:
         sports = parse_sports({}, sport_key, catalog)
-        flt = parse_filter(p, catalog)
+        flt = parse_filter(p, catalog, conflate=True)
         heartbeat_s, named, last_id, bad = common_params(gw, p, last_event_header, named_default=False)
         limit = int_param(p, "limit", 500, 1, 1000)
         max_age_s = int_param(p, "max_age_s", 600, 1, 3600)
@@ -154,15 +154,23 @@ def odds_plan(gw: Gateway, api_key: ApiKey, sport_key: str, p: Params,
 
 
 def drops_plan(gw: Gateway, api_key: ApiKey, sport_key: str, p: Params,
-               last_event_header: str | None) -> tuple[StreamPlan, bool]:
-    require_stream_tier(gw, api_key, pbp=False, what="the drop stream")
+               last_event_header: str | None, *, steam: str | None = None) -> tuple[StreamPlan, bool]:
+    """The drop stream; `kinds=steam` adds steam frames (`steam="only"`: /v1/steam)."""
+    require_stream_tier(gw, api_key, pbp=False, what="the steam stream" if steam else "the drop stream")
     catalog = gw.universe.catalog()
     try:
         sports = parse_sports(p, sport_key, catalog)
-        flt = parse_filter(p, catalog, drops=True)
+        flt = parse_filter(p, catalog, drops=True, steam=steam)
         heartbeat_s, named, last_id, bad = common_params(gw, p, last_event_header, named_default=False)
     except ParamError as exc:
         raise bad_param(exc) from None
-    plan = StreamPlan((DROP,), sports, flt, heartbeat_s, connected(api_key, "drops", sports, flt, sport_key),
+    name = "steam" if steam else "drops"
+    plan = StreamPlan(flt.drop_streams, sports, flt, heartbeat_s, connected(api_key, name, sports, flt, sport_key),
                       None, last_id, bad)
     return plan, named
+
+
+def steam_plan(gw: Gateway, api_key: ApiKey, sport_key: str, p: Params,
+               last_event_header: str | None) -> tuple[StreamPlan, bool]:
+    """`/v1/steam/{sport}`: the drop stream's steam frames only, with its other params."""
+    return drops_plan(gw, api_key, sport_key, p, last_event_header, steam="only")

@@ -33,7 +33,7 @@ from .common import ApiError, key_from, resolve_key
 from .detached import detach
 from .direct import CURRENT_CONNECTION, DirectWriter, plain_socket_fd
 from .errors import access_log, cors_headers
-from .sse import SSE_HEADERS, acquire_slot, drops_plan, odds_plan, pbp_plan, sse_body
+from .sse import SSE_HEADERS, acquire_slot, drops_plan, odds_plan, pbp_plan, sse_body, steam_plan
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -45,6 +45,7 @@ ROUTES = (
     (re.compile(r"^/v1/sports/([^/]+)/live/sse$"), pbp_plan),
     (re.compile(r"^/v1/sse/(?:odds|hot)/([^/]+)$"), odds_plan),
     (re.compile(r"^/v1/odds-drop/([^/]+)$"), drops_plan),
+    (re.compile(r"^/v1/steam/([^/]+)$"), steam_plan),
 )
 
 

@@ -44,7 +44,7 @@ import trio
 from ..auth import KEY_REVOKED, TIER_REQUIRED, ApiKey, Slot
 from ..core.budget import TokenBucket
 from ..core.filters import Filter, ParamError, bool_param, csv, int_param, one, parse_filter, parse_sports
-from ..core.frames import DROP, ODDS, PBP, Frame, dumps, ws_text_frame
+from ..core.frames import DROP, ODDS, PBP, STEAM, Frame, dumps, ws_text_frame
 from ..handle import Gateway
 from ..hub import SHUTDOWN, SLOW_CONSUMER
 from ..sessions import COOKIE_NAME
@@ -218,7 +218,7 @@ def build_spec(gw: Gateway, ws: Any, api_key: ApiKey, auth: str, sport_key: str,
     catalog = gw.universe.catalog()
     try:
         sports = parse_sports({}, sport_key, catalog)
-        flt = parse_filter(p, catalog, drops=live)
+        flt = parse_filter(p, catalog, drops=live, conflate=True)
         if live:
             flt = replace(flt, live_only=True)
         heartbeat_s = int_param(p, "heartbeat_s", gw.config.streams.ws_heartbeat_s, 1, 30)
@@ -228,6 +228,8 @@ def build_spec(gw: Gateway, ws: Any, api_key: ApiKey, auth: str, sport_key: str,
         since = int_param(p, "since", 0, 0, 2**53) if one(p, "since") else None
         bool_param(p, "named_events", False)  # accepted as on SSE; WS frames are never named
         streams = live_streams(p) if live else (ODDS,)
+        if live and (STEAM in streams or flt.steam != "off"):  # types=steam or kinds=steam (issue 15.3)
+            streams, flt = tuple(dict.fromkeys((*streams, STEAM))), replace(flt, steam=flt.steam.replace("off", "also"))
     except ParamError as exc:
         raise Reject(1008, "invalid_param", exc.message, param=exc.param) from None
     return Spec(api_key, auth, sport_key, live, sports, flt, heartbeat_s, last_id, bad, limit, max_age_s, since,
@@ -244,14 +246,14 @@ def message_cost(msg: dict[str, Any] | None) -> int:
     return 1
 
 
-LIVE_TYPES = {"odds_update": ODDS, "pbp_event": PBP, "odds_drop": DROP}
+LIVE_TYPES = {"odds_update": ODDS, "pbp_event": PBP, "odds_drop": DROP, "steam": STEAM}
 
 
 def live_streams(p: dict[str, list[str]]) -> tuple[str, ...]:
     """`/ws/live?types=odds_drop,pbp_event` (our extension): which in-play frames to send."""
     wanted = csv(p, "types")
     if wanted is None:
-        return (ODDS, PBP, DROP)
+        return (ODDS, PBP, DROP)  # steam frames only when asked for (types=steam)
     if bad := [t for t in wanted if t not in LIVE_TYPES]:
         raise ParamError("types", f"unknown frame type: {', '.join(bad)} (use {', '.join(LIVE_TYPES)})")
     return tuple(dict.fromkeys(LIVE_TYPES[t] for t in wanted))

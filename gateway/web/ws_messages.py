@@ -7,8 +7,10 @@ Messages are JSON objects with a `type`:
   keeps the bookmakers/markets given on the URL. Fields: `event_id` (a string; `null` or
   `"*"` = every event), `event_ids` (a list, combined with `event_id`), `bookmakers`,
   `markets`, `kinds` (lists or CSV strings; `null` = no restriction), `threshold`,
-  `direction` (drops, `/ws/live` only) and `snapshot` (true: send a fresh `initial_state`
-  for the new filter). Unknown fields are ignored and listed in the ack as `ignored`.
+  `direction` (drops, `/ws/live` only), `conflate_ms` (0..120000: at most one frame per row
+  per window, 0 = off), `oddsFormat` (american, decimal, probability; alias `odds_format`)
+  and `snapshot` (true: send a fresh `initial_state` for the new filter). Unknown fields are
+  ignored and listed in the ack as `ignored`.
 - `{"type":"unsubscribe"}`: every event again. Only the event narrowing is cleared; the
   bookmakers/markets/kinds of the URL or of earlier subscribes stay (ParlayAPI: "reverts to
   all events").
@@ -22,12 +24,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..core import client_json
+from ..core.conflate import MAX_MS as MAX_CONFLATE_MS
 from ..core.filters import DIRECTIONS, KINDS, Catalog, Filter, known
+from ..core.odds import ODDS_FORMATS
 
 MAX_EVENT_IDS = 1000
 MAX_MESSAGE_CHARS = 64 * 1024
 SUBSCRIBE_FIELDS = {"type", "event_id", "event_ids", "bookmakers", "markets", "kinds", "threshold", "direction",
-                    "snapshot"}
+                    "snapshot", "conflate_ms", "oddsFormat", "odds_format"}
 TYPES = ("subscribe", "unsubscribe", "resume", "ping")
 
 
@@ -132,6 +136,21 @@ def apply_subscribe(msg: dict[str, Any], current: Filter, catalog: Catalog) -> S
         if not isinstance(d, str) or d not in DIRECTIONS:
             raise BadMessage("direction must be both, toward_favorite or toward_dog")
         changes["direction"] = DIRECTIONS[d]
+    if "conflate_ms" in msg:
+        c = msg["conflate_ms"]
+        if c is None:
+            c = 0
+        if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= MAX_CONFLATE_MS:
+            raise BadMessage(f"conflate_ms must be an integer between 0 and {MAX_CONFLATE_MS} (0: no conflation)")
+        changes["conflate_ms"] = c
+    for name in ("oddsFormat", "odds_format"):
+        if name in msg:
+            f = msg[name]
+            if f is None:
+                f = "american"
+            if f not in ODDS_FORMATS:
+                raise BadMessage(f"{name} must be american, decimal or probability")
+            changes["odds_format"] = f
     snapshot = msg.get("snapshot", False)
     if not isinstance(snapshot, bool):
         raise BadMessage("snapshot must be true or false")

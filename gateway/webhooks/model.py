@@ -18,7 +18,7 @@ from ..core.time import iso_from_ms
 from .addresses import blocked_host
 
 FORMATS = ("json", "slack", "discord")
-EVENT_TYPES = ("odds_drop",)
+EVENT_TYPES = ("odds_drop", "steam")  # steam: with "steam" in the filter's kinds (issue 15.3)
 TEST_EVENT = "test"
 FILTER_FIELDS = ("sports", "threshold", "direction", "bookmakers", "markets", "kinds", "event_id")
 MAX_URL_LENGTH = 2048
@@ -44,7 +44,7 @@ class Webhook:
     def public(self, *, with_secret: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self.id, "url": self.url, "description": self.description, "format": self.format,
-            "events": list(EVENT_TYPES), "filters": self.filters, "is_active": self.is_active,
+            "events": events_of(self.filters), "filters": self.filters, "is_active": self.is_active,
             "disabled_reason": self.disabled_reason, "consecutive_failures": self.consecutive_failures,
             "secret_hint": self.secret[:10] + "...", "created_at": iso_from_ms(self.created_ms),
             "created_ms": self.created_ms, "updated_ms": self.updated_ms,
@@ -52,6 +52,14 @@ class Webhook:
         if with_secret:
             out["secret"] = self.secret
         return out
+
+
+def events_of(filters: Mapping[str, Any]) -> list[str]:
+    """The event types a webhook's (normalised) filters bring: steam with `steam` in kinds."""
+    kinds = filters.get("kinds") or []
+    steam = "steam" in kinds
+    drops = not steam or any(k in ("game", "prop") for k in kinds)
+    return [*(["odds_drop"] if drops else []), *(["steam"] if steam else [])]
 
 
 def validate_url(value: Any, *, block_private: bool = False) -> str:
@@ -102,7 +110,8 @@ def validate_description(value: Any) -> str:
 
 
 def validate_events(value: Any) -> None:
-    """Only `odds_drop` exists; accepted for compatibility with ParlayAPI-style bodies."""
+    """`odds_drop` and `steam`; accepted for compatibility with ParlayAPI-style bodies (which
+    frames a webhook gets is its `kinds`: add `steam` for steam frames)."""
     if value is None:
         return
     if not isinstance(value, list) or not value or any(v not in EVENT_TYPES for v in value):
@@ -169,7 +178,14 @@ def _price(p: Any) -> str:
 
 
 def drop_message(data: Mapping[str, Any], *, test: bool = False) -> str:
-    """One readable line: `pinnacle h2h_home -110 -> -120 (toward_favorite) Lakers vs Warriors`."""
+    """One readable line: `pinnacle h2h_home -110 -> -120 (toward_favorite) Lakers vs Warriors`
+    (a steam: `steam h2h_home toward_favorite: pinnacle, bet365, betmgm in 12 s ...`)."""
+    if data.get("type") == "steam":
+        who = f"{data.get('player')} {data.get('market_key')} " if data.get("kind") == "prop" else ""
+        books = ", ".join(str(b) for b in data.get("books", []))
+        spread = int(data.get("time_spread_ms") or 0) // 1000
+        return (f"steam {who}{data.get('side')} {data.get('direction')}: {books} in {spread} s "
+                f"(first {data.get('first_mover')}) {data.get('home_team')} vs {data.get('away_team')}")
     side = str(data.get("side", ""))
     if data.get("kind") == "prop":
         side = f"{data.get('player')} {data.get('market_key')} {side} {data.get('line')}"

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.frames import DROP
+from ..core.frames import DROP, STEAM
 from ..store import LogRow, max_seq, read_log
 from .model import Webhook
 
@@ -143,7 +143,7 @@ def new_drops(conn: sqlite3.Connection, *, after: int, tiers: Iterable[str],
     hooks = active_webhooks(conn, tiers)
     if not hooks:
         return [], [], max_seq(conn)
-    rows = read_log(conn, after, (DROP,), None, limit)
+    rows = read_log(conn, after, (DROP, STEAM), None, limit)
     return hooks, rows, rows[-1].seq if rows else after
 
 

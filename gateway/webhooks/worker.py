@@ -29,7 +29,7 @@ import httpx
 import trio
 
 from ..core.filters import Catalog, ParamError
-from ..core.frames import DROP, Frame
+from ..core.frames import DROP, STEAM, Frame
 from ..store import Store
 from ..writer import wall_ms
 from . import queries as q
@@ -141,7 +141,7 @@ class WebhookWorker:
 
     # -- the writer hook (runs in the writer task: must be cheap) ----------------------------
     def on_commit(self, frames: list[Frame]) -> None:
-        if any(f.stream == DROP for f in frames):
+        if any(f.stream == DROP or f.stream == STEAM for f in frames):
             self._wake.set()
 
     def wake(self) -> None:
@@ -196,9 +196,10 @@ class WebhookWorker:
                 for hook, m in matchers:
                     if m.matches(frame):
                         did = new_delivery_id()
-                        body = render_body(hook.format, delivery_id=did, event_type="odds_drop", timestamp_ms=now,
+                        kind = frame.type  # odds_drop, or steam (kinds=steam)
+                        body = render_body(hook.format, delivery_id=did, event_type=kind, timestamp_ms=now,
                                            data=payload)
-                        new.append(q.NewDelivery(did, hook.id, "odds_drop", row.seq, body, first_at))
+                        new.append(q.NewDelivery(did, hook.id, kind, row.seq, body, first_at))
             if new or (rows and time.monotonic() - self._persisted_at > 2.0):
                 await self.store.write_fn(partial(q.insert_deliveries, rows=new, now=now, watermark=last))
                 self._persisted_at = time.monotonic()

@@ -23,7 +23,7 @@ GAME_FIELDS = ("home_ml", "away_ml", "draw_ml", "home_spread", "away_spread", "h
                "away_spread_price", "total", "over_price", "under_price")
 PROP_FIELDS = ("player", "market_key", "market", "line", "over_price", "under_price")
 COMMON = ("kind", "sport_key", "event_id", "bookmaker", "home_team", "away_team", "commence_time",
-          "last_update", "available", "action")
+          "last_update", "available", "action", "status", "suspended_markets")
 
 
 def q(market: str = "h2h", outcome: str = "home", price: int = -110, point: float | None = None,
@@ -68,7 +68,7 @@ def test_full_game_row() -> None:
         "home_ml": -150, "away_ml": 130, "draw_ml": None,
         "home_spread": -3.5, "away_spread": 3.5, "home_spread_price": -110, "away_spread_price": -110,
         "total": 221.5, "over_price": -105, "under_price": -115,
-        "available": True, "action": "upsert",
+        "available": True, "action": "upsert", "status": "open", "suspended_markets": [],
     }
 
 

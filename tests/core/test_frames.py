@@ -12,6 +12,7 @@ from gateway.core.frames import (
     FRAME_TYPE,
     ODDS,
     PBP,
+    STEAM,
     Frame,
     drop_payload,
     dumps,
@@ -103,7 +104,7 @@ def test_comment_retry_and_dumps() -> None:
     assert sse_comment("keepalive") == b": keepalive\n\n"
     assert sse_retry(3000) == b"retry: 3000\n\n"
     assert dumps({"a": [1, None], "b": "é"}) == '{"a":[1,null],"b":"é"}'
-    assert FRAME_TYPE == {ODDS: "odds_update", DROP: "odds_drop", PBP: "pbp_event"}
+    assert FRAME_TYPE == {ODDS: "odds_update", DROP: "odds_drop", PBP: "pbp_event", STEAM: "steam"}
 
 
 # --- odds_drop ----------------------------------------------------------------------------

@@ -68,3 +68,17 @@ def test_a_pbp_frame_is_its_row() -> None:
                 description="Saka scores", period=1, clock="23:10", occurred_at_ms=COMMENCE_MS,
                 captured_at_ms=COMMENCE_MS + 200, status="in_progress")
     assert parse_pbp_row(pbp_frame_row(pbp_payload(play, seq=42)), now_ms=0) == play
+
+
+def test_market_state_comes_back_per_market() -> None:
+    """Issue 15: a row's suspended markets are recorded suspended (closed when the row is)."""
+    from gateway.core.unframe import odds_row_quotes as quotes_of
+
+    row = {"kind": "game", "sport_key": "s", "event_id": "e", "home_team": "H", "away_team": "A",
+           "commence_time": "2026-05-12T22:30:00Z", "bookmaker": "b", "last_update": 1, "home_ml": -110,
+           "away_ml": 100, "home_spread": -3.5, "away_spread": 3.5, "home_spread_price": -110,
+           "away_spread_price": -110, "status": "suspended", "suspended_markets": ["h2h"]}
+    got = {(q["market_key"], q.get("status", "open")) for q in quotes_of(row)}
+    assert got == {("h2h", "suspended"), ("spreads", "open")}
+    closed = {q.get("status") for q in quotes_of({**row, "status": "closed", "suspended_markets": ["h2h", "spreads"]})}
+    assert closed == {"closed"}

@@ -250,6 +250,7 @@
     q.set("heartbeat_s", String(HEARTBEAT_S));
     q.set("threshold", $("threshold").value);
     if (!$("props").checked) q.set("kinds", "game");
+    q.set("types", "odds_update,pbp_event,odds_drop,steam"); // steam: a badge on the card
     if (S.lastId !== null) q.set("last_event_id", String(S.lastId));
     return `${proto}://${location.host}/ws/live/${encodeURIComponent(S.sport)}?${q}`;
   }
@@ -376,6 +377,9 @@
       case "odds_drop":
         addDrop(f);
         break;
+      case "steam":
+        addSteam(f);
+        break;
       case "stream_status":
         if (f.status === "reset") S.lastId = null; // a fresh initial_state follows
         if (f.status === "closing") setConn("reconnecting", "gateway restarting…");
@@ -404,6 +408,11 @@
     { key: "under", label: "Under", group: "total", value: (r) => r.under_price, pt: (r) => r.total, better: 1,
       render: (r) => [r.total === null || r.total === undefined ? "" : `u${point(r.total)}`, price(r.under_price)] },
   ];
+
+  const MARKET_OF = { ml: "h2h", spread: "spreads", total: "totals" };
+  const OUTCOME_OF = { away_ml: "away", home_ml: "home", draw_ml: "draw", away_spread: "away", home_spread: "home",
+    over: "over", under: "under" };
+  const STEAM_SHOW_MS = 120000;
 
   function eventView(id, seed) {
     let ev = S.events.get(id);
@@ -454,7 +463,7 @@
     if (!row || row.kind !== "game") return; // props feed the drop list only
     const ev = eventView(row.event_id, row);
     if (row.commence_time && !ev.commence) ev.commence = toMs(row.commence_time);
-    if (row.action === "remove" || row.available === false) {
+    if (row.action === "remove" || row.status === "closed") {
       const view = ev.rows.get(row.bookmaker);
       if (view) { view.tr.remove(); ev.rows.delete(row.bookmaker); }
       markDirty(ev);
@@ -471,9 +480,13 @@
       ev.hasDraw = true;
       ev.card.classList.add("has-draw");
     }
+    const shut = new Set(row.suspended_markets || []);
     for (const col of COLS) {
       const cell = view.cells[col.key];
       const parts = col.render(row);
+      const suspended = shut.has(MARKET_OF[col.group]);
+      cell.td.classList.toggle("suspended", suspended);
+      cell.td.title = suspended ? "suspended" : "click: line history";
       cell.pt.textContent = parts.length > 1 ? parts[0] : "";
       cell.px.textContent = parts[parts.length - 1];
       if (flash && old) {
@@ -615,6 +628,9 @@
       const pt = el("span", "pt");
       const px = el("span", "px");
       td.append(pt, px);
+      td.dataset.market = MARKET_OF[col.group];
+      td.dataset.outcome = OUTCOME_OF[col.key];
+      td.addEventListener("click", () => showHistory(ev, book, td.dataset.market, td.dataset.outcome));
       tr.append(td);
       cells[col.key] = { td, pt, px };
     }
@@ -762,6 +778,92 @@
     $("drops-count").textContent = String(S.drops);
   }
 
+  // a steam move: a badge on its event's card for a while, and a line in the moves feed
+  function addSteam(f) {
+    const arrow = f.direction === "toward_favorite" ? "▼" : "▲";
+    const books = (f.books || []).length;
+    const text = `STEAM ${f.side || f.market_key} ${arrow}`;
+    const ev = S.events.get(f.event_id);
+    if (ev) {
+      let badge = ev.parts.steam;
+      if (!badge) {
+        badge = ev.parts.steam = el("span", "badge steam");
+        ev.parts.badge.after(badge);
+      }
+      badge.textContent = text;
+      badge.title = `${books} books in ${Math.round((f.time_spread_ms || 0) / 1000)} s, first ${f.first_mover}`;
+      badge.hidden = false;
+      clearTimeout(badge.timer);
+      badge.timer = setTimeout(() => { badge.hidden = true; }, STEAM_SHOW_MS);
+    }
+    const li = el("li", "drop steam");
+    li.dataset.id = f.id ?? "";
+    li.append(el("time", "t", clockTime(f.timestamp || Date.now())));
+    const main = el("span", "main");
+    main.append(el("span", "book", `steam ×${books}`), el("span", "what", f.side || f.market_key));
+    li.append(main, el("span", "move", `first ${f.first_mover}`), el("span", "dir", `${arrow}${f.delta_cents}+`));
+    li.append(el("span", "match", `${f.away_team} @ ${f.home_team}`));
+    const list = $("drops");
+    list.prepend(li);
+    while (list.childElementCount > MAX_DROPS) list.lastElementChild.remove();
+  }
+
+  // ----------------------------------------------------------------- line history sparkline
+  async function showHistory(ev, book, market, outcome) {
+    const panel = $("spark");
+    const title = $("spark-title");
+    const svg = $("spark-svg");
+    panel.hidden = false;
+    panel.dataset.state = "loading";
+    title.textContent = `${book} ${market} ${outcome} · ${ev.away} @ ${ev.home}`;
+    $("spark-info").textContent = "loading…";
+    const q = new URLSearchParams({ bookmakers: book, markets: market });
+    let body;
+    try {
+      const r = await api(`/dashboard/api/sports/${encodeURIComponent(S.sport)}/events/${encodeURIComponent(ev.id)}/history?${q}`);
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      body = r.body || {};
+    } catch (err) {
+      $("spark-info").textContent = `no history: ${err.message}`;
+      panel.dataset.state = "error";
+      return;
+    }
+    const series = (body.series || []).filter((s) => s.outcome === outcome);
+    const points = [];
+    for (const s of series) for (const c of s.changes) points.push(c);
+    points.sort((a, b) => a.t - b.t);
+    while (svg.firstChild) svg.firstChild.remove();
+    const priced = points.filter((c) => c.price !== null);
+    if (!priced.length) {
+      $("spark-info").textContent = "no price changes kept for this cell";
+      panel.dataset.state = "empty";
+      return;
+    }
+    const W = 280, H = 60;
+    const t0 = priced[0].t, t1 = Math.max(priced[priced.length - 1].t, t0 + 1);
+    const ys = priced.map((c) => cents(c.price));
+    const lo = Math.min(...ys), hi = Math.max(...ys, lo + 1);
+    const xy = priced.map((c) => [((c.t - t0) / (t1 - t0)) * W, H - ((cents(c.price) - lo) / (hi - lo)) * (H - 8) - 4]);
+    const path = [];
+    xy.forEach(([x, y], i) => { if (i) path.push(`${x.toFixed(1)},${xy[i - 1][1].toFixed(1)}`); path.push(`${x.toFixed(1)},${y.toFixed(1)}`); });
+    const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+    line.setAttribute("points", path.join(" "));
+    line.setAttribute("class", "spark-line");
+    svg.append(line);
+    for (const c of points.filter((p) => p.price === null)) {
+      const x = ((Math.min(Math.max(c.t, t0), t1) - t0) / (t1 - t0)) * W;
+      const mark = document.createElementNS("http://www.w3.org/2000/svg", "line");
+      for (const [k, v] of [["x1", x], ["x2", x], ["y1", 0], ["y2", H]]) mark.setAttribute(k, String(v));
+      mark.setAttribute("class", "spark-suspended");
+      svg.append(mark);
+    }
+    const last = series.length ? series[series.length - 1] : null;
+    const open = series.length && series[0].open ? price(series[0].open.price) : "";
+    const close = last && last.close ? ` · close ${price(last.close.price)}` : "";
+    $("spark-info").textContent = `${priced.length} changes · open ${open} · now ${price(priced[priced.length - 1].price)}${close}`;
+    panel.dataset.state = "ready";
+  }
+
   function addPlay(p, ev) {
     const li = el("li", `play ${p.event_type ? `ev-${String(p.event_type).replace(/[^a-z0-9_-]/gi, "")}` : ""}`);
     li.append(el("span", "clock", periodText(p.state) || (p.state && p.state.status === "final" ? "Final" : "")));
@@ -871,12 +973,17 @@
     send({ type: "subscribe", kinds: $("props").checked ? null : ["game"] });
   }
 
+  function hideHistory() {
+    $("spark").hidden = true;
+  }
+
   async function boot() {
     $("login-form").addEventListener("submit", onLogin);
     $("logout").addEventListener("click", onLogout);
     $("sport").addEventListener("change", onSportChange);
     $("threshold").addEventListener("change", onThresholdChange);
     $("props").addEventListener("change", onPropsChange);
+    $("spark-close").addEventListener("click", hideHistory);
     // the browser lost its network: drop the socket (it is dead or soon will be) and wait;
     // back online: reconnect at once and resume
     window.addEventListener("offline", () => {
