@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -34,6 +35,7 @@ from .retention import prune_forever
 from .startup import find_exception, listen_error, preflight
 from .store import Store, final_match_ids, max_seq, open_matches
 from .universe import Universe
+from .view import View
 from .web.hypercorn_patches import Limits
 from .webhooks.worker import WebhookWorker
 from .writer import Writer, wall_ms
@@ -65,6 +67,13 @@ class Gateway:
     # resumes replay one page at a time across the process (streaming.py)
     replay_slots: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(1))
     limits: Limits | None = None  # per-server connection limits and their counters (hypercorn_patches.py)
+    # what streams and REST read (view.py): the store here, Redis on a cluster edge
+    view: View = field(init=False)
+    role: str = "single"  # or a cluster's "writer" / "edge" (gateway/cluster/)
+    cluster: Any = None  # the cluster's Redis mirror (writer) or follower (edge), for /readyz and /metrics
+
+    def __post_init__(self) -> None:
+        self.view = View(self.store, self.writer)
 
 
 def current_gateway() -> Gateway:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from quart import g, request
 
-from ..auth import ApiKey, burst_size, hash_key, lookup_key
+from ..auth import ApiKey, burst_size, hash_key
 from ..core.filters import ParamError, Params
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ async def lookup_cached(gw: Gateway, key: str) -> ApiKey | None:
     now = trio.current_time()
     hit, value = gw.key_cache.get(digest, now)
     if not hit:
-        value = await gw.store.read(lambda conn: lookup_key(conn, key))
+        value = await gw.view.lookup_key(key)
         gw.key_cache.put(digest, value, now)
     return value
 

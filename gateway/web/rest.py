@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,12 +9,10 @@ from quart import Blueprint, Response, jsonify
 
 from ..app import current_gateway
 from ..core.filters import ParamError, bool_param, csv, int_param, one, parse_filter, parse_sports
-from ..core.frames import DROP, Frame
 from ..core.odds import format_price
 from ..core.time import ms_from_iso
 from ..core.toa import OddsQuery, event_json, event_matches, odds_events
 from ..metrics import registry_for, render
-from ..store import recent_log
 from ..writer import LIVE_WINDOW_MS, wall_ms
 from .common import ApiError, authenticate, bad_param, check_sport, params
 
@@ -44,14 +41,10 @@ async def healthz() -> Response:
 
 @bp.get("/readyz")
 async def readyz() -> Any:
-    gw = current_gateway()
-    w = gw.writer
-    ok = gw.store.open and w.running and w.failure is None
+    ok, reason, fields = current_gateway().view.readiness()
     if not ok:
-        reason = w.failure and f"the last commit failed: {w.failure}"
-        raise ApiError(503, "unavailable", reason or "store not open or writer not running",
-                       headers={"Retry-After": "5"}, store=gw.store.open, writer=w.running, store_error=w.failure)
-    return jsonify({"status": "ready", "store": True, "writer": True})
+        raise ApiError(503, "unavailable", reason or "not ready", headers={"Retry-After": "5"}, **fields)
+    return jsonify({"status": "ready", **fields})
 
 
 @bp.get("/metrics")
@@ -146,7 +139,7 @@ async def live(sport_key: str) -> Response:
     check_sport(gw, sport_key)
     q = _odds_query(sport_key, default_format="american")
     now = wall_ms()
-    final = gw.writer.final_matches
+    final = gw.view.final_matches
 
     def in_play(ev: Any) -> bool:
         return bool(ev.commence_time_ms <= now < ev.commence_time_ms + LIVE_WINDOW_MS and ev.id not in final)
@@ -207,7 +200,7 @@ async def live_points(sport_key: str) -> Response:
     gw = current_gateway()
     check_sport(gw, sport_key)
     match_id = one(params(), "match_id", "event_id")
-    rows = await gw.store.read(lambda conn: live_state_rows(conn, sport_key, match_id))
+    rows = await gw.view.live_state([sport_key], match_id)
     return jsonify(rows)
 
 
@@ -226,13 +219,14 @@ def live_state_rows(conn: Any, sport_key: str, match_id: str | None, *,
         args.append(match_id)
     if live_only:
         sql += " AND status != 'final'"
-    out = []
-    for r in conn.execute(sql + " ORDER BY updated_ms DESC", args):
-        out.append({"type": "live_state", "match_id": r[0], "sport_key": r[1], "home_team": r[2],
-                    "away_team": r[3], "score_a": r[4], "score_b": r[5],
-                    "state": {"period": period_number(r[6]), "clock": r[7], "status": r[8]}, "source": r[9],
-                    "last_play": r[10], "timestamp": r[11]})
-    return out
+    return [live_state_json(r) for r in conn.execute(sql + " ORDER BY updated_ms DESC", args)]
+
+
+def live_state_json(r: Any) -> dict[str, Any]:
+    """A live_state row (the table's columns, in order) as REST and initial_state give it."""
+    return {"type": "live_state", "match_id": r[0], "sport_key": r[1], "home_team": r[2], "away_team": r[3],
+            "score_a": r[4], "score_b": r[5], "state": {"period": period_number(r[6]), "clock": r[7], "status": r[8]},
+            "source": r[9], "last_play": r[10], "timestamp": r[11]}
 
 
 @bp.get("/v1/sports/<sport_key>/live/source-health")
@@ -244,7 +238,7 @@ async def source_health(sport_key: str) -> Response:
         degraded = bool_param(params(), "degraded_only", False)
     except ParamError as exc:
         raise bad_param(exc) from None
-    rows = gw.writer.freshness.rows(sport_key, wall_ms(), gw.config.sources.stale_after_s)
+    rows = gw.view.freshness.rows(sport_key, wall_ms(), gw.config.sources.stale_after_s)
     if degraded:
         rows = [r for r in rows if r["status"] == "stale"]
     return jsonify({"sport_key": sport_key, "count": len(rows), "results": rows})
@@ -263,14 +257,6 @@ async def recent_drops(sport_key: str) -> Response:
     except ParamError as exc:
         raise bad_param(exc) from None
     scan = max(limit * 20, gw.config.streams.recent_drops)
-    rows = await gw.store.read(lambda conn: recent_log(conn, DROP, sports, scan))
-    out = []
-    for r in rows:
-        payload = json.loads(r.payload)
-        if flt.matches(Frame(seq=r.seq, stream=DROP, payload=payload, text=r.payload, live=r.live)):
-            out.append(payload)
-            if len(out) >= limit:
-                break
-    return jsonify(out)
+    return jsonify(await gw.view.recent_drops(sports, flt, limit=limit, scan=scan))
 
 
