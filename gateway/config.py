@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 T = TypeVar("T")
 
@@ -323,6 +323,16 @@ def check_cluster(c: ClusterConfig) -> None:
     _check(1 <= c.lease_s <= 300, "[cluster] lease_s must be between 1 and 300 (seconds)")
     _check(not c.writer_url or urlsplit(c.writer_url).scheme in ("http", "https"),
            "[cluster] writer_url: an http:// or https:// URL (as clients reach the writer)")
+
+
+def redacted_url(url: str) -> str:
+    """A URL without its password (logs, the banner, check-config)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = (f"{parts.username}:***@" if parts.username else ":***@") + (parts.hostname or "") + \
+        (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def load_config(path: Path) -> Config:

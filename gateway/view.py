@@ -27,8 +27,15 @@ if TYPE_CHECKING:
 class View:
     """The single-process view: SQLite through the store, state kept by the writer."""
 
+    edge = False  # a cluster edge: ingest and webhooks are the writer's (421 wrong_role)
+
     def __init__(self, store: Store, writer: Writer) -> None:
         self.store, self.writer = store, writer
+
+    @property
+    def writer_url(self) -> str:
+        """Where ingest and webhooks are served, when not here (a cluster edge)."""
+        return ""
 
     # -- state the writer keeps ------------------------------------------------------------
     @property

@@ -137,6 +137,18 @@ def require_stream_tier(gw: Gateway, api_key: ApiKey, *, pbp: bool, what: str) -
                        tier=api_key.tier, required=need)
 
 
+def writer_only() -> None:
+    """Ingest and webhooks are the writer's: a cluster edge answers 421 `wrong_role`, naming
+    the writer's URL (before the key is looked at or the body read)."""
+    from ..app import current_gateway
+
+    view = current_gateway().view
+    if view.edge:
+        url = view.writer_url
+        raise ApiError(421, "wrong_role", "this gateway is a cluster edge: ingest and webhooks are served by the "
+                       f"cluster's writer{' at ' + url if url else ''}", writer_url=url or None)
+
+
 def check_sport(gw: Gateway, sport_key: str) -> None:
     if sport_key not in gw.universe.sports:
         raise ApiError(400, "invalid_param", f"unknown sport {sport_key!r}", param="sport_key")

@@ -1,0 +1,135 @@
+"""What streams and REST read on an edge (gateway/view.py's interface): the follower's copy
+in memory, and Redis for resumes (XRANGE past the id) and recent drops (XREVRANGE)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..auth import ApiKey
+from ..core.filters import Filter
+from ..core.frames import Frame
+from ..core.freshness import Freshness
+from ..core.logcodec import STREAM_NO
+from ..view import View
+from ..web.rest import live_state_json
+from . import link
+from .follower import Follower, NameError_
+from .records import entry_id, entry_topic
+
+if TYPE_CHECKING:
+    from ..app import Gateway
+
+DROP_NO = STREAM_NO["drop"]
+RECENT_PAGE = 1_000
+RECENT_MAX_ENTRIES = 100_000  # /recent on an edge looks this far back in the stream at most
+
+
+class EdgeView(View):
+    def __init__(self, gw: Gateway, follower: Follower) -> None:
+        super().__init__(gw.store, gw.writer)
+        self.f = follower
+        self.edge = True
+
+    @property
+    def final_matches(self) -> set[str]:
+        return self.f.final
+
+    @property
+    def freshness(self) -> Freshness:
+        return self.f.freshness
+
+    @property
+    def last_seq(self) -> int:
+        return self.f.cursor
+
+    @property
+    def writer_url(self) -> str:
+        return self.f.writer_url
+
+    def readiness(self) -> tuple[bool, str | None, dict[str, Any]]:
+        f = self.f
+        ok = f.synced and f.connected
+        fields = {"role": "edge", "edge_id": f.edge_id, "redis": f.connected, "last_event_id": f.cursor}
+        return ok, None if ok else f"not following Redis: {f.error or 'not synchronised yet'}", fields
+
+    # -- resume: Redis has every id the writer committed, also those this edge has not read yet ----
+    async def resume_problem(self, last_id: int) -> str | None:
+        floor, head = await link.call(lambda: self.f.r.hmget(link.META, "floor", "head"))
+        if last_id > max(int(head or 0), self.f.cursor):
+            return "unknown_id"
+        return "resume_window_exceeded" if last_id < int(floor or 0) else None
+
+    async def replay_page(self, after: int, streams: tuple[str, ...], sports: frozenset[str] | None, flt: Filter,
+                          limit: int) -> tuple[int | None, list[Frame], bool]:
+        wanted = {STREAM_NO[s] for s in streams}
+
+        def read() -> tuple[int | None, list[Frame], bool]:
+            entries = self.f.r.xrange(link.LOG, min="(" + entry_id(after), count=limit)
+            frames = []
+            for entry, fields in entries:
+                topic = entry_topic(fields[b"f"])
+                if topic & 3 not in wanted or (sports is not None and self.f.name(topic >> 2) not in sports):
+                    continue
+                frame = self.f.frame(entry, fields)[0]
+                if flt.matches(frame):
+                    frames.append(frame)
+            last = self.f.frame_seq(entries[-1][0]) if entries else None
+            return last, frames, len(entries) == limit
+
+        return await link.call(read)
+
+    # -- polling ---------------------------------------------------------------------------------
+    async def live_state(self, sports: Iterable[str], match_id: str | None, *,
+                         live_only: bool = False) -> list[dict[str, Any]]:
+        wanted = set(sports)
+        rows = [r for r in self.f.live.values() if r[1] in wanted and (not match_id or match_id == "*" or
+                                                                        r[0] == match_id)
+                and not (live_only and r[8] == "final")]
+        rows.sort(key=lambda r: r[11], reverse=True)
+        return [live_state_json(r) for r in rows]
+
+    async def recent_drops(self, sports: frozenset[str] | None, flt: Filter, *, limit: int,
+                           scan: int) -> list[dict[str, Any]]:
+        def read() -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            seen = examined = 0
+            upper = "+"
+            while examined < RECENT_MAX_ENTRIES:
+                entries = self.f.r.xrevrange(link.LOG, max=upper, count=RECENT_PAGE)
+                for entry, fields in entries:
+                    topic = entry_topic(fields[b"f"])
+                    if topic & 3 != DROP_NO or (sports is not None and self.f.name(topic >> 2) not in sports):
+                        continue
+                    try:
+                        frame, _ms, payload = self.f.frame(entry, fields)
+                    except NameError_:
+                        continue
+                    seen += 1
+                    if flt.matches(frame):
+                        out.append(payload)
+                        if len(out) >= limit:
+                            return out
+                    if seen >= scan:
+                        return out
+                examined += len(entries)
+                if len(entries) < RECENT_PAGE:
+                    break
+                upper = "(" + entries[-1][0].decode()
+            return out
+
+        return await link.call(read)
+
+    # -- keys (mirrored by the writer, applied by the follower) ------------------------------------
+    async def lookup_key(self, key: str) -> ApiKey | None:
+        from ..auth import hash_key
+
+        rec = self.f.keys.get(hash_key(key))
+        return None if rec is None or rec.revoked else rec.key
+
+    async def active_key(self, key_id: int) -> ApiKey | None:
+        rec = self.f.key_ids.get(key_id)
+        return None if rec is None or rec.revoked else rec.key
+
+    async def key_states(self, ids: list[int]) -> dict[int, tuple[str, bool]]:
+        return {i: (rec.key.tier, rec.revoked) for i in ids if (rec := self.f.key_ids.get(i)) is not None}
