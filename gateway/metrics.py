@@ -61,6 +61,8 @@ class GatewayCollector(Collector):
                 fresh.add_metric([str(row["source"]), sport], float(row["seconds_since_last_event"]))  # type: ignore[arg-type]
         yield fresh
         yield from _connections(gw)
+        if gw.cluster is not None:  # a cluster's writer or edge (gateway/cluster/)
+            yield from gw.cluster.metrics()
 
 
 def _connections(gw: Gateway) -> Iterator[Metric]:

@@ -16,6 +16,7 @@ edges as `gateway serve` processes, clients on both edges.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from trio_websocket import open_websocket_url
 
 from tests.cluster_procs import Cluster, Load, _status, cluster, needs_redis, poll, sse_ids
 
@@ -143,6 +145,45 @@ async def test_ingest_and_webhooks_on_an_edge_are_421_with_the_writer_s_url(shar
             assert c.writer.url in body["message"]
         r = await client.get(c.writer.url + "/v1/webhooks")  # the writer serves them
         assert r.status_code == 200
+
+
+async def test_websocket_on_an_edge_snapshot_live_and_resume_on_the_other(shared: Cluster) -> None:
+    c = shared
+    key, ingest = c.key("ws-reader"), c.key("ws-loader", scopes=("ingest",))
+    await c.known(key)
+    load = Load(c.writer.url, ingest, sports=("icehockey_nhl",), events=1, books=("pinnacle",), seed=5)
+    await load.baselines()
+    path = "/ws/odds/icehockey_nhl?apiKey=" + key
+    with trio.fail_after(20):
+        async with open_websocket_url(f"ws://127.0.0.1:{c.edges[0].port}{path}") as ws:
+            assert json.loads(await ws.get_message())["type"] == "connected"
+            snap = json.loads(await ws.get_message())
+            assert snap["type"] == "initial_state"
+            assert {r["bookmaker"] for r in snap["data"]} == {"pinnacle"}  # the edge's board
+            await load.run(changes=4, rate=100)
+            ids = []
+            while len(ids) < 2:
+                msg = json.loads(await ws.get_message())
+                if msg["type"] == "odds_update":
+                    ids.append(msg["id"])
+        await load.run(changes=6, rate=100)  # while no client is connected
+        expected = [i for i in _odds_ids(c, "icehockey_nhl") if i > ids[-1]]
+        async with open_websocket_url(f"ws://127.0.0.1:{c.edges[1].port}{path}&last_event_id={ids[-1]}") as ws:
+            got = []
+            while len(got) < len(expected):
+                msg = json.loads(await ws.get_message())
+                if msg["type"] == "odds_update":
+                    got.append(msg["id"])
+            assert got == expected
+
+
+def _odds_ids(c: Cluster, sport: str) -> list[int]:
+    import sqlite3
+
+    from gateway.store import log_ids
+
+    with sqlite3.connect(c.db) as conn:
+        return log_ids(conn, "odds", [sport])
 
 
 async def test_keys_reach_and_leave_every_edge_within_2_s(shared: Cluster) -> None:

@@ -3,8 +3,10 @@ in memory, and Redis for resumes (XRANGE past the id) and recent drops (XREVRANG
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import trio
 
 from ..auth import ApiKey
 from ..core.filters import Filter
@@ -12,10 +14,11 @@ from ..core.frames import Frame
 from ..core.freshness import Freshness
 from ..core.logcodec import STREAM_NO
 from ..view import View
+from ..web.common import ApiError
 from ..web.rest import live_state_json
 from . import link
 from .follower import Follower, NameError_
-from .records import entry_id, entry_topic
+from .records import entry_id, entry_topic, seq_of
 
 if TYPE_CHECKING:
     from ..app import Gateway
@@ -23,6 +26,9 @@ if TYPE_CHECKING:
 DROP_NO = STREAM_NO["drop"]
 RECENT_PAGE = 1_000
 RECENT_MAX_ENTRIES = 100_000  # /recent on an edge looks this far back in the stream at most
+STREAM_PATIENCE_S = 30.0  # a resume waits this long for a Redis that is away
+REST_PATIENCE_S = 2.0
+T = TypeVar("T")
 
 
 class EdgeView(View):
@@ -53,9 +59,23 @@ class EdgeView(View):
         fields = {"role": "edge", "edge_id": f.edge_id, "redis": f.connected, "last_event_id": f.cursor}
         return ok, None if ok else f"not following Redis: {f.error or 'not synchronised yet'}", fields
 
+    async def _redis(self, fn: Callable[[], T], patience_s: float) -> T:
+        """A Redis read, retried while Redis is away (a restart): the client waits up to
+        `patience_s`, then the error stands (the stream ends and the client reconnects; REST 503)."""
+        deadline = trio.current_time() + patience_s
+        pause = 0.05
+        while True:
+            try:
+                return await link.call(fn)
+            except link.errors():
+                if trio.current_time() + pause > deadline:
+                    raise
+                await trio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
     # -- resume: Redis has every id the writer committed, also those this edge has not read yet ----
     async def resume_problem(self, last_id: int) -> str | None:
-        floor, head = await link.call(lambda: self.f.r.hmget(link.META, "floor", "head"))
+        floor, head = await self._redis(lambda: self.f.r.hmget(link.META, "floor", "head"), STREAM_PATIENCE_S)
         if last_id > max(int(head or 0), self.f.cursor):
             return "unknown_id"
         return "resume_window_exceeded" if last_id < int(floor or 0) else None
@@ -74,10 +94,10 @@ class EdgeView(View):
                 frame = self.f.frame(entry, fields)[0]
                 if flt.matches(frame):
                     frames.append(frame)
-            last = self.f.frame_seq(entries[-1][0]) if entries else None
+            last = seq_of(entries[-1][0]) if entries else None
             return last, frames, len(entries) == limit
 
-        return await link.call(read)
+        return await self._redis(read, STREAM_PATIENCE_S)
 
     # -- polling ---------------------------------------------------------------------------------
     async def live_state(self, sports: Iterable[str], match_id: str | None, *,
@@ -118,7 +138,11 @@ class EdgeView(View):
                 upper = "(" + entries[-1][0].decode()
             return out
 
-        return await link.call(read)
+        try:
+            return await self._redis(read, REST_PATIENCE_S)
+        except link.errors():
+            raise ApiError(503, "unavailable", "this edge cannot reach Redis right now; retry shortly",
+                           headers={"Retry-After": "2"}) from None
 
     # -- keys (mirrored by the writer, applied by the follower) ------------------------------------
     async def lookup_key(self, key: str) -> ApiKey | None:

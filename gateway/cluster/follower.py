@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import trio
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..auth import ApiKey
 from ..config import ClusterConfig, redacted_url
@@ -107,10 +108,6 @@ class Follower:
             payload = json.loads(text)
         frame = Frame(seq=seq, stream=STREAM_OF[topic & 3], payload=payload, text=text, live=bool(body[0] & 1))
         return frame, ms, payload
-
-    @staticmethod
-    def frame_seq(entry: bytes) -> int:
-        return seq_of(entry)
 
     # -- bootstrap --------------------------------------------------------------------------------
     def read_all(self) -> dict[str, Any] | None:
@@ -309,6 +306,18 @@ class Follower:
         logger.warning("cluster edge %s: ids %d..%d are no longer in Redis (new epoch or past the retention "
                        "window): clients reconnect and get a reset", self.edge_id, before + 1, self.floor)
         self.gw.hub.close_all(RESET)
+
+    def metrics(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("gateway_cluster_redis_up", "1 while Redis answers this process", value=self.connected)
+        yield CounterMetricFamily("gateway_cluster_entries_received", "Log entries this edge read from Redis",
+                                  value=self.received)
+        yield GaugeMetricFamily("gateway_cluster_lag_ids", "Ids Redis holds that this edge has not published yet",
+                                value=max(0, self.head - self.cursor))
+        yield CounterMetricFamily("gateway_cluster_resets", "Times this edge cut its clients (ids no longer in Redis)",
+                                  value=self.resets)
+        refused = getattr(self.gw.caps, "refused_by_others", 0)
+        yield CounterMetricFamily("gateway_cluster_cap_refusals_other_edges",
+                                  "Streams refused because of the key's streams on other edges", value=refused)
 
     async def _state_forever(self) -> None:
         while True:

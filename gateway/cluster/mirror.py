@@ -26,11 +26,13 @@ import secrets
 import socket
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..config import ClusterConfig, redacted_url
 from ..startup import StartupError
@@ -65,6 +67,15 @@ class Snapshot:
     books: list[tuple[Any, ...]] = field(default_factory=list)
     markets: list[str] = field(default_factory=list)
     names: list[tuple[int, str]] = field(default_factory=list)
+    keys: dict[bytes, str] = field(default_factory=dict)
+
+
+KEYS_SQL = "SELECT key_hash, id, name, tier, scopes, prefix, revoked_ms IS NOT NULL FROM api_keys"
+
+
+def key_rows(conn: sqlite3.Connection) -> dict[bytes, str]:
+    """Every API key as the mirror keeps it: hash -> value."""
+    return {r[0].encode(): key_value(r[1:]) for r in conn.execute(KEYS_SQL)}
 
 
 def read_snapshot(conn: sqlite3.Connection) -> Snapshot:
@@ -78,7 +89,7 @@ def read_snapshot(conn: sqlite3.Connection) -> Snapshot:
             sports=conn.execute("SELECT key, grp, title, description, has_outrights, active FROM sports").fetchall(),
             books=conn.execute("SELECT key, title, coverage FROM books").fetchall(),
             markets=[r[0] for r in conn.execute("SELECT key FROM markets")],
-            names=conn.execute("SELECT code, value FROM log_names").fetchall())
+            names=conn.execute("SELECT code, value FROM log_names").fetchall(), keys=key_rows(conn))
     finally:
         conn.execute("COMMIT")
 
@@ -319,13 +330,15 @@ class Mirror:
                         p.hset(key, mapping=dict(zip(h[i:i + 1000:2], h[i + 1:i + 1000:2], strict=True)))
                 if s.markets:
                     p.sadd(link.MARKETS, *s.markets)
+                if snap.keys:
+                    p.hset(link.KEYS, mapping=snap.keys)  # type: ignore[arg-type]
                 p.hset(link.META, mapping={"epoch": epoch, "head": snap.last, "floor": snap.last,
                                            **self._meta()})
                 p.execute()
 
         await link.call(init)
         self.head, self.epoch, self.floor = str(snap.last).encode(), epoch.encode(), snap.last
-        self._keys.clear()  # the key mirror sends every key again
+        self._keys = dict(snap.keys)  # edges bootstrap with them: the key log starts from here
         logger.warning("cluster: Redis initialised (epoch %s): board of %d prices, resumes from id %d on",
                        epoch, len(snap.quotes), snap.last)
 
@@ -355,6 +368,8 @@ class Mirror:
         if not await self._call_publish(s, snap.last):
             return
         await link.call(lambda: self.r.hset(link.META, mapping=self._meta()))
+        # keys changed during what Redis lost would never be sent again: send what differs
+        self._keys = {k: v.decode() for k, v in (await link.call(lambda: self.r.hgetall(link.KEYS))).items()}
         if copied or head < snap.last:
             logger.warning("cluster: Redis caught up from the store: %d log rows (ids %d..%d) and the board",
                            copied, head + 1, snap.last)
@@ -371,6 +386,15 @@ class Mirror:
         return {"writer_url": self.writer_url, "session_secret": self.gw.session_secret.hex(),
                 "retention_hours": str(self.gw.config.database.retention_hours)}
 
+    def metrics(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("gateway_cluster_redis_up", "1 while Redis answers this process", value=self.connected)
+        yield CounterMetricFamily("gateway_cluster_entries_published", "Log entries the writer put in Redis",
+                                  value=self.published)
+        yield CounterMetricFamily("gateway_cluster_catch_ups", "Times the writer brought Redis up to date from "
+                                  "the store", value=self.catch_ups)
+        yield GaugeMetricFamily("gateway_cluster_queue", "Commits waiting for Redis",
+                                value=self._receive.statistics().current_buffer_used)
+
     # -- keys, state, retention ------------------------------------------------------------------
     async def _keys_forever(self) -> None:
         while True:
@@ -383,9 +407,9 @@ class Mirror:
             await trio.sleep(KEYS_INTERVAL_S)
 
     async def sync_keys(self) -> None:
-        rows = await self.gw.store.read(lambda conn: conn.execute(
-            "SELECT key_hash, id, name, tier, scopes, prefix, revoked_ms IS NOT NULL FROM api_keys").fetchall())
-        now = {r[0].encode(): key_value(r[1:]) for r in rows}
+        if self.behind:
+            return  # sync() sets what Redis holds first
+        now = await self.gw.store.read(key_rows)
         changed = {h: v for h, v in now.items() if self._keys.get(h) != v}
         gone = [h for h in self._keys if h not in now]
         if not changed and not gone:
