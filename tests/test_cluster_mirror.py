@@ -122,3 +122,29 @@ def _hash(key: str) -> str:
     from gateway.auth import hash_key
 
     return hash_key(key)
+
+
+async def test_the_resume_window_in_redis_follows_the_store_s(nursery: trio.Nursery, tmp_path: Path,
+                                                              redis_server: RedisServer) -> None:
+    from gateway.store import Store, delete_log_through, prune_names
+
+    writer = await _started(nursery, tmp_path / "w", redis_server.url, "writer")
+    key = writer.key("enterprise", scopes=("ingest",))
+    r = redis.Redis(host=HOST, port=redis_server.port)
+    with trio.fail_after(20):
+        async with writer.client() as c:
+            await _drops(c, key, 20, 0, event="old")
+            await _drops(c, key, 5, 0, event="new")
+            while _redis_log(r) != _store_log(writer.config.db_path()):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        through = _store_log(writer.config.db_path())[30][0]
+        store = Store(writer.config.db_path(), readers=1)
+        try:  # what the retention task does (gateway/retention.py), here at once
+            store.write_fn_own_connection(lambda conn: (delete_log_through(conn, through), prune_names(conn)))
+        finally:
+            store.close()
+        while int(r.hget(link.META, "floor") or 0) != through:  # noqa: ASYNC110 - the mirror's next pass
+            await trio.sleep(0.1)
+    assert _redis_log(r) == _store_log(writer.config.db_path())  # XTRIM MINID: the same rows
+    assert _redis_log(r)[0][0] == through + 1
+    writer.stop.set()

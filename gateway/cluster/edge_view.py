@@ -28,6 +28,7 @@ RECENT_PAGE = 1_000
 RECENT_MAX_ENTRIES = 100_000  # /recent on an edge looks this far back in the stream at most
 STREAM_PATIENCE_S = 30.0  # a resume waits this long for a Redis that is away
 REST_PATIENCE_S = 2.0
+UNREADY_AFTER_S = 15.0
 T = TypeVar("T")
 
 
@@ -54,10 +55,15 @@ class EdgeView(View):
         return self.f.writer_url
 
     def readiness(self) -> tuple[bool, str | None, dict[str, Any]]:
+        """Ready once bootstrapped, also while Redis restarts (clients wait, streams stay); not
+        ready after UNREADY_AFTER_S without Redis, so a load balancer sends new clients elsewhere."""
         f = self.f
-        ok = f.synced and f.connected
+        down_s = f.down_for()
+        ok = f.synced and down_s < UNREADY_AFTER_S
         fields = {"role": "edge", "edge_id": f.edge_id, "redis": f.connected, "last_event_id": f.cursor}
-        return ok, None if ok else f"not following Redis: {f.error or 'not synchronised yet'}", fields
+        if down_s:
+            fields["redis_down_s"] = round(down_s, 1)
+        return ok, None if ok else f"not following Redis for {down_s:.0f} s: {f.error}", fields
 
     async def _redis(self, fn: Callable[[], T], patience_s: float) -> T:
         """A Redis read, retried while Redis is away (a restart): the client waits up to

@@ -42,6 +42,7 @@ BLOCK_MS = 2_000  # one XREAD waits this long at most (then reads the epoch agai
 COUNT = 2_000  # entries per XREAD
 RESET = "cluster_reset"  # the reason edges cut their clients with (they resume and get `reset`)
 LOG_EVERY_S = 30.0
+MAX_NAMES = 200_000  # names kept in memory (read from Redis again when needed)
 Item = tuple[Frame, int, dict[str, Any]]  # a frame, its creation time (ms), its payload
 
 
@@ -82,6 +83,7 @@ class Follower:
         self.writer_url = ""
         self.writer_ms = 0  # the writer's last state, its clock
         self.connected = False
+        self.lost_at: float | None = None  # trio time Redis stopped answering this edge
         self.synced = False
         self.error: str | None = None
         self.received = 0  # entries read from Redis
@@ -96,6 +98,8 @@ class Follower:
             raw = self.r.hget(link.NAMES, str(code))
             if raw is None:
                 raise NameError_(f"name {code} of the stream log is not in Redis")
+            if len(self.names) > MAX_NAMES:  # names of pruned rows linger: start again now and then
+                self.names = {}
             value = self.names[code] = _name_value(raw)
         return value
 
@@ -231,6 +235,7 @@ class Follower:
             except link.errors() as exc:
                 if self.connected:
                     logger.warning("cluster edge %s: lost Redis (%s); retrying, clients wait", self.edge_id, exc)
+                    self.lost_at = trio.current_time()
                 self.connected, self.error = False, str(exc)
                 await trio.sleep(pause)
                 pause = min(pause * 2, 1.0)
@@ -238,7 +243,9 @@ class Follower:
             pause = 0.05
             if not self.connected:
                 logger.warning("cluster edge %s: Redis answers again (at id %d)", self.edge_id, self.cursor)
-            self.connected, self.error = True, None
+                self.connected, self.error, self.lost_at = True, None, None
+                await self.reload_keys()  # the key log may have been trimmed past us meanwhile
+                continue
             epoch, floor, head = meta[0], int(meta[1] or 0), int(meta[2] or 0)
             if epoch != self.epoch or floor > self.cursor:
                 await self._rebootstrap(epoch, floor, head)
@@ -251,6 +258,26 @@ class Follower:
                 self.key_cursor = key_cursor or self.key_cursor
             if frames:
                 self.apply(frames)
+
+    def down_for(self) -> float:
+        return 0.0 if self.lost_at is None else trio.current_time() - self.lost_at
+
+    async def reload_keys(self) -> None:
+        def read() -> tuple[dict[bytes, bytes], list[Any]]:
+            with self.r.pipeline(transaction=True) as p:
+                p.hgetall(link.KEYS)
+                p.xrevrange(link.KEYLOG, count=1)
+                keys, last = p.execute()
+            return keys, last
+
+        try:
+            keys, last = await link.call(read)
+        except link.errors():
+            return  # the follow loop notices
+        self.keys = {k.decode(): key_record(v) for k, v in keys.items()}
+        self.key_ids = {rec.key.id: rec for rec in self.keys.values()}
+        self.key_cursor = last[0][0] if last else b"0-0"
+        self.gw.key_cache.clear()
 
     def apply(self, items: list[Item]) -> None:
         """Frames into the board, live state and catalog, then to this edge's clients."""

@@ -50,7 +50,7 @@ ROUND_ROWS = 5_000  # log rows per publish call
 PAGE = 2_000  # log rows per call while catching up
 KEYS_INTERVAL_S = 0.5  # keys created or revoked reach the edges within this (plus their read)
 STATE_INTERVAL_S = 1.0
-TRIM_INTERVAL_S = 5.0
+TRIM_INTERVAL_S = 2.0
 KEYLOG_MAX = 10_000
 
 
@@ -216,6 +216,7 @@ class Mirror:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._keys_forever)
             nursery.start_soon(self._state_forever)
+            nursery.start_soon(self._lock_forever)
             nursery.start_soon(self._trim_forever)
             task_status.started()
             await self._publish_forever()
@@ -428,17 +429,26 @@ class Mirror:
         await link.call(send)
         self._keys = now
 
+    async def _lock_forever(self) -> None:
+        """The writer's lock lives lease_s; renewed three times as often."""
+        lease_ms = int(self.cfg.lease_s * 1000)
+        while True:
+            await trio.sleep(self.cfg.lease_s / 3)
+            try:
+                held = await link.call(lambda: self._lock(keys=[link.WRITER], args=[self.lock_value, lease_ms]))
+            except link.errors() as exc:
+                self._failed(exc)
+                continue
+            if held is not None:
+                logger.error("cluster: another writer holds the cluster's lock (%s): two writers give "
+                             "conflicting ids; stop one", held)
+
     async def _state_forever(self) -> None:
         last = ""
-        lease_ms = int(self.cfg.lease_s * 1000)
         while True:
             await trio.sleep(STATE_INTERVAL_S)
             state = json.dumps({"freshness": self.gw.writer.freshness.export(), "writer_ms": int(time.time() * 1000)})
             try:
-                held = await link.call(lambda: self._lock(keys=[link.WRITER], args=[self.lock_value, lease_ms]))
-                if held is not None:
-                    logger.error("cluster: another writer holds the cluster's lock (%s): two writers give "
-                                 "conflicting ids; stop one", held)
                 if state != last:
                     await link.call(partial(self.r.set, link.STATE, state))
                     last = state
@@ -460,15 +470,23 @@ class Mirror:
                 logger.warning("cluster: could not read the retention floor: %s", exc)
 
     async def trim(self, floor: int) -> None:
-        """The resume window follows the store's: entries up to `floor` go (XTRIM MINID)."""
+        """The resume window follows the store's: entries up to `floor` go (XTRIM MINID), and
+        then the names the store pruned with its rows (read from Redis first: a name Redis has
+        was committed to the store before it was sent, so it is there unless pruned)."""
         def run() -> None:
             with self.r.pipeline(transaction=True) as p:
-                p.xtrim(link.LOG, minid=entry_id(floor + 1))
+                p.xtrim(link.LOG, minid=entry_id(floor + 1), approximate=False)
                 p.hset(link.META, "floor", floor)
                 p.execute()
 
         await link.call(run)
         self.floor = floor
+        mirrored = await link.call(lambda: self.r.hkeys(link.NAMES))
+        kept = await self.gw.store.read(lambda conn: {str(r[0]).encode() for r in conn.execute(
+            "SELECT code FROM log_names")})
+        gone = [code for code in mirrored if code not in kept]
+        for i in range(0, len(gone), 1000):
+            await link.call(partial(self.r.hdel, link.NAMES, *gone[i:i + 1000]))
 
 
 def _alive(pid: int) -> bool:
