@@ -69,6 +69,7 @@ class Deployment:
     serving: list[Server]
     redis: subprocess.Popen[bytes] | None = None
     pids: dict[str, int] = field(default_factory=dict)
+    redis_port: int = 0
 
     def stop(self) -> None:
         for s in [*self.serving, self.ingest]:
@@ -109,7 +110,7 @@ def deploy(mode: str) -> Deployment:
     writer = _start(tmp, config, "writer", role="writer", db=db)
     edges = [_start(tmp, config, f"edge{i}", role="edge") for i in range(int(mode))]
     pids = {"writer": writer.pid, **{f"edge{i}": e.pid for i, e in enumerate(edges)}, "redis": redis.pid}
-    return Deployment(tmp, writer, edges, redis, pids)
+    return Deployment(tmp, writer, edges, redis, pids, port)
 
 
 def _sample_lag(d: Deployment, until: float, out: list[float]) -> None:
@@ -126,6 +127,20 @@ def _sample_lag(d: Deployment, until: float, out: list[float]) -> None:
                 if line.startswith("gateway_cluster_lag_ids "):
                     out.append(float(line.split()[1]))
         time.sleep(0.5)
+
+
+def _redis_memory(d: Deployment) -> dict[str, float]:
+    """The stream's entries and bytes in Redis (MEMORY USAGE, every node sampled) and its RSS."""
+    if d.redis is None:
+        return {}
+    import redis  # the cluster extra
+
+    r = redis.Redis(host=HOST, port=d.redis_port)
+    entries = r.xlen("gw:log")
+    used = r.memory_usage("gw:log", samples=0) or 0
+    board = sum(r.memory_usage(k, samples=0) or 0 for k in ("gw:quotes", "gw:events", "gw:live", "gw:names"))
+    return {"entries": entries, "bytes_per_entry": used / entries if entries else 0.0, "board_kib": board / 1024,
+            "used_mib": r.info("memory")["used_memory"] / 2**20}
 
 
 def _recv(conn: Any, what: str, timeout: float) -> Any:
@@ -195,6 +210,7 @@ def run_mode(args: argparse.Namespace, mode: str, sports: list[str], nofile: int
         if profile:
             print(profile)
         rss = {name: rss_kib(pid, tree=False) / 1024 for name, pid in d.pids.items()}
+        memory = _redis_memory(d)
         lg_res = _recv(lg_parent, "result", args.duration + 120)
         results = [_recv(parent, "result", 120) for _, parent in clients]
     finally:
@@ -211,7 +227,8 @@ def run_mode(args: argparse.Namespace, mode: str, sports: list[str], nofile: int
             "deliveries/s": sum(r["drops_window"] for r in results) / args.duration,
             "p50": q[50], "p90": q[90], "p99": q[99], "max": q[100], "cpu": cpu, "load_cpu": load_cpu, "rss": rss,
             "machine": machine, "cuts": sum(r["slow_consumer"] for r in results),
-            "disconnects": sum(r["disconnects"] for r in results), "lag": max(lags, default=0.0)}
+            "disconnects": sum(r["disconnects"] for r in results), "lag": max(lags, default=0.0),
+            "redis": memory}
 
 
 def _others(r: dict[str, Any]) -> float:
@@ -247,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
                      f"{sum(r['load_cpu'].values()):.0f}", f"{r['machine']['busy']:.0f}", f"{_others(r):.2f}",
                      f"{r['lag']:.0f}", f"{r['cuts']}"])
         print(f"{r['mode']}: done ({r['deliveries/s']:,.0f} deliveries/s, p99 {r['p99']:.1f} ms)", flush=True)
+        if r["redis"]:
+            m = r["redis"]
+            print(f"  redis: {m['entries']:,} entries, {m['bytes_per_entry']:.1f} bytes each (MEMORY USAGE of the "
+                  f"stream), board hashes {m['board_kib']:.0f} KiB, used_memory {m['used_mib']:.1f} MiB", flush=True)
     print_table(f"cluster fan-out: {args.subscribers} SSE subscribers, {args.rate:g} changes/s, threshold "
                 f"{args.threshold}, {args.duration:g} s window (machine shared; nothing pinned)",
                 [["mode", "subs", "changes/s", "drops/s", "deliveries/s", "p50 ms", "p99 ms", "max ms",
