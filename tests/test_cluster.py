@@ -95,7 +95,7 @@ async def test_resume_across_edges_is_exactly_once(shared: Cluster) -> None:
                 nursery.start_soon(lambda i=i: _follow(c, key, start, got[i], until=done, target=target,
                                                        edge=i % 2, cut_mean_s=0.15, seed=i, reconnects=cuts))
             await trio.sleep(0.3)
-            await load.run(changes=1600, rate=250)
+            await load.run(changes=1100, rate=300)
             done.set()
             target.append(c.drop_ids(SPORT, start)[-1])
     expected = c.drop_ids(SPORT, start)
@@ -262,7 +262,7 @@ async def test_a_starter_key_s_cap_holds_across_edges_and_a_dead_edge_frees_its_
                 await r.aclose()
 
 
-async def _through_an_outage(c: Cluster, outage: Any, *, changes: int = 900, rate: float = 150) -> list[int]:
+async def _through_an_outage(c: Cluster, outage: Any, *, changes: int = 600, rate: float = 200) -> list[int]:
     """Clients on both edges read the drop stream while the load runs and `outage()` happens in
     the middle; returns how often the clients had to reconnect (0: the edges kept them)."""
     key, ingest = c.key("outage-reader"), c.key("outage-loader", scopes=("ingest",))

@@ -145,3 +145,16 @@ def test_a_second_writer_refuses_to_start_and_an_edge_waits_for_redis(tmp_path: 
             edge.stdout.close()
         redis.stop()
 
+
+
+def test_a_cluster_without_the_redis_client_is_one_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path, cluster={"redis_url": "redis://127.0.0.1:1/0"})
+    code = ("import sys; sys.modules['redis'] = None  # as if it were not installed\n"
+            "from gateway.cli import main; raise SystemExit(main(sys.argv[1:]))")
+    for role in ("writer", "edge"):
+        done = subprocess.run([sys.executable, "-c", code, "serve", "--config", str(config), "--db",
+                               str(tmp_path / "w.db"), "--port", "0", "--role", role], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60, env=_env())
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip() == ("gateway: [cluster] needs the redis client: pip install 'gateway[cluster]' "
+                                       "(or pip install redis)"), done.stderr

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import secrets
 from functools import partial
-from typing import Any
 
 import trio
 
@@ -133,6 +132,3 @@ class ClusterCaps(ConnectionCaps):
             self.r.delete(link.lease_key(self.me))
         except link.errors():
             pass
-
-    def held(self) -> dict[str, Any]:
-        return {"edge": self.me, "keys": len(self.slots), "streams": sum(len(s) for s in self.slots.values())}

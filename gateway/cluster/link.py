@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import trio
 
-from ..config import redacted_url
 from ..startup import StartupError
 
 try:
@@ -74,22 +73,6 @@ def errors() -> tuple[type[BaseException], ...]:
 async def call(fn: Callable[[], T]) -> T:
     """Run a Redis call in a worker thread; a cancelled caller abandons it (it ends by its timeout)."""
     return await trio.to_thread.run_sync(fn, abandon_on_cancel=True)
-
-
-def first_contact(url: str) -> Any:
-    """A client that answered PING, or a StartupError naming the URL (for `serve`)."""
-    r = client(url)
-    try:
-        r.ping()
-    except auth_errors() as exc:
-        raise StartupError(f"Redis at {redacted_url(url)} refused this client: {exc}: check [cluster] redis_url") \
-            from None
-    except redis.ResponseError as exc:
-        raise StartupError(f"Redis at {redacted_url(url)} answered: {exc}: check [cluster] redis_url") from None
-    except errors() as exc:
-        raise StartupError(f"cannot reach Redis at {redacted_url(url)}: {exc}: start redis-server, or check "
-                           "[cluster] redis_url") from None
-    return r
 
 
 # -- scripts ---------------------------------------------------------------------------------------
