@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -127,6 +128,15 @@ def create_app(gw: Gateway) -> QuartTrio:
     return app
 
 
+def _webhooks(gw: Gateway) -> WebhookWorker:
+    """Webhooks (issue 7): tiers with odds streams (business+) may use them; the writer wakes the worker."""
+    config = gw.config
+    return WebhookWorker(gw.store, catalog=gw.universe.catalog,
+                         tiers=[name for name, t in config.tiers.items() if t.odds_streams],
+                         concurrency=config.webhooks.concurrency, per_key=config.webhooks.per_key_concurrency,
+                         block_private=config.webhooks.block_private_addresses)
+
+
 async def _end_abandoned_simulations(gw: Gateway) -> None:
     """End the games a previous run's simulator left in play (see simulator.abandoned_plays)."""
     from .feeds.simulator import abandoned_plays
@@ -173,20 +183,31 @@ async def serve(
     from .tls import tls_files
 
     tls = tls_files(config)  # before anything is opened: a bad cert or key is a ConfigError
-    preflight(config, feeds=feeds)
-    ownership = Ownership(config.db_path())
-    ownership.acquire()
-    try:
-        gw = open_gateway(config, clock=clock)
-    except BaseException:
-        ownership.release()
-        raise
-    # webhooks (issue 7): tiers with odds streams (business+) may use them; the writer wakes the worker
-    gw.webhooks = WebhookWorker(gw.store, catalog=gw.universe.catalog,
-                                tiers=[name for name, t in config.tiers.items() if t.odds_streams],
-                                concurrency=config.webhooks.concurrency, per_key=config.webhooks.per_key_concurrency,
-                                block_private=config.webhooks.block_private_addresses)
-    gw.writer.on_commit.append(gw.webhooks.on_commit)
+    cluster: Any = None  # gateway/cluster/serve.py, imported only with [cluster] (it imports redis)
+    if config.cluster is not None:
+        from .cluster import serve as cluster
+    role = cluster.role_of(config) if cluster else "single"
+    ownership: Ownership | None = None
+    if role == "edge":  # no database, no feeds, no ingest: the cluster's state comes from Redis
+        gw = await cluster.open_edge(config)
+    else:
+        preflight(config, feeds=feeds)
+        ownership = Ownership(config.db_path())
+        ownership.acquire()
+        try:
+            gw = open_gateway(config, clock=clock)
+        except BaseException:
+            ownership.release()
+            raise
+        if role == "writer":  # every commit also goes to Redis (gateway/cluster/mirror.py)
+            try:
+                cluster.attach_mirror(gw)  # one writer per cluster: a second one stops here
+            except BaseException:
+                gw.store.close()
+                ownership.release()
+                raise
+        gw.webhooks = _webhooks(gw)
+        gw.writer.on_commit.append(gw.webhooks.on_commit)
     if ready is not None:
         ready(gw)
     if record_path is not None:
@@ -232,15 +253,21 @@ async def serve(
                 nursery.cancel_scope.cancel()  # hypercorn has drained: stop feeds and writer
 
             gw.detached = nursery
-            await nursery.start(gw.writer.run)
-            await _end_abandoned_simulations(gw)
-            await nursery.start(gw.webhooks.run)  # webhooks (issue 7)
-            nursery.start_soon(prune_forever, gw)  # by age, by size; the disk-space warning
-            nursery.start_soon(_checkpoint_forever, gw)
+            if role == "edge":
+                await cluster.run_edge(gw, nursery)  # follows Redis: board, keys, frames to the hub
+            else:
+                await nursery.start(gw.writer.run)
+                await _end_abandoned_simulations(gw)
+                assert gw.webhooks is not None
+                await nursery.start(gw.webhooks.run)  # webhooks (issue 7)
+                nursery.start_soon(prune_forever, gw)  # by age, by size; the disk-space warning
+                nursery.start_soon(_checkpoint_forever, gw)
+                if feeds:
+                    nursery.start_soon(run_feeds, config, gw.writer)
+                if role == "writer":
+                    await nursery.start(gw.cluster.run)
             nursery.start_soon(run_conflation, gw.hub)  # conflate_ms streams (issue 15.4)
             nursery.start_soon(watch_keys, gw)
-            if feeds:
-                nursery.start_soon(run_feeds, config, gw.writer)
             try:
                 urls = await nursery.start(http)
             except BaseException as exc:  # the port is taken, the host is not ours, a TLS file...
@@ -248,11 +275,19 @@ async def serve(
                 if not isinstance(failed, OSError):
                     raise
                 raise listen_error(failed, config.server.host, config.server.port) from exc
-            ownership.announce(urls[0])
+            if ownership is not None:
+                ownership.announce(urls[0])
+            if role == "writer":
+                await gw.cluster.announce(urls[0])
             task_status.started(urls[0])
         with trio.CancelScope(shield=True):
             await gw.writer.flush()
+            if role == "writer":
+                await gw.cluster.flush()
     finally:
         gw.stopped.set()
         gw.store.close()
-        ownership.release()
+        if cluster:
+            cluster.close(gw)
+        if ownership is not None:
+            ownership.release()

@@ -195,6 +195,11 @@ class ConnectionCaps:
     def active(self) -> dict[int, int]:
         return {key_id: len(held) for key_id, held in self.slots.items()}
 
+    async def acquire(self, key_id: int, limit: int, tier: str = "", needs: str = "odds") -> Slot | None:
+        """What streams call: a slot, or None at the cap. Here the count is this process's; a
+        cluster edge's caps (gateway/cluster/caps.py) also count every other edge's."""
+        return self.try_acquire(key_id, limit, tier, needs)
+
     def try_acquire(self, key_id: int, limit: int, tier: str = "", needs: str = "odds") -> Slot | None:
         held = self.slots.get(key_id)
         if held is not None and len(held) >= limit:

@@ -24,7 +24,7 @@ import trio
 
 from . import dbtools, gcstats
 from .auth import KeyError_, create_key, delete_key_named, list_keys, revoke_key
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config, redacted_url
 from .resources import default_config_path
 from .startup import StartupError, check_database_exists, check_database_location, find_exception, preflight
 from .store import Store, StoreError
@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--no-feeds", action="store_true", help="only HTTP push ingest")
     serve.add_argument("--record", type=Path, metavar="FILE", help="also record what this gateway ingests (JSONL)")
+    serve.add_argument("--role", choices=("writer", "edge"),
+                       help="with [cluster]: writer (feeds, ingest, the database) or edge (streams and REST from "
+                            "Redis); overrides [cluster] role")
     keys = sub.add_parser("keys", help="manage API keys")
     ks = keys.add_subparsers(dest="keys_command", required=True)
     create = ks.add_parser("create", parents=[common], help="create a key and print it once")
@@ -99,6 +102,11 @@ def _config(args: argparse.Namespace) -> tuple[Config, str]:
         server = dataclasses.replace(server, host=args.host)
     if getattr(args, "port", None) is not None:
         server = dataclasses.replace(server, port=args.port)
+    if getattr(args, "role", None):
+        if config.cluster is None:
+            raise StartupError(f"--role {args.role} needs a [cluster] table with redis_url in the config "
+                               "(README, Cluster)")
+        config = dataclasses.replace(config, cluster=dataclasses.replace(config.cluster, role=args.role))
     return dataclasses.replace(config, server=server), source
 
 
@@ -113,6 +121,8 @@ def redacted(config: Config) -> dict[str, object]:
     for feed in data["feeds"]:
         if feed["api_key"]:
             feed["api_key"] = REDACTED
+    if data["cluster"]:
+        data["cluster"]["redis_url"] = redacted_url(data["cluster"]["redis_url"])
     return data
 
 
@@ -248,11 +258,12 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
             url = await nursery.start(server)
             # only now (port bound, database owned) may the demo key change: a start that fails
             # never breaks the key of a gateway that runs
-            demo_key = await rotate_demo_key(started[0], config) if config.demo.print_key else None
+            edge = started[0].role == "edge"  # a cluster edge has no database: the writer prints the key
+            demo_key = await rotate_demo_key(started[0], config) if config.demo.print_key and not edge else None
             if recorder is not None:
                 nursery.start_soon(report_recording, recorder)
             tune_gc(config)
-            _banner(url, demo_key, config, recorder)
+            _banner(url, demo_key, config, recorder, role=started[0].role)
 
     try:
         trio.run(run)
@@ -283,15 +294,23 @@ def tune_gc(config: Config) -> None:
     # of its long-lived objects back in the youngest generation without counting as an
     # allocation, so with CPython's 700 a young pass walked 30,000-200,000 objects at 10,000
     # streams (10-130 ms). Smaller, more frequent young passes cost the same CPU in all and
-    # stay under a millisecond or two (bench/RESULTS.md section 15).
+    # stay under a millisecond or two (bench/RESULTS.md section 16).
     _, middle, _ = gc.get_threshold()
     gc.set_threshold(config.server.gc_young_threshold, middle, config.server.gc_full_pass_every)
     gcstats.install()  # pauses per generation in /metrics
 
 
-def _banner(url: str, demo_key: str | None, config: Config, recorder: CountingRecorder | None = None) -> None:
+def _banner(url: str, demo_key: str | None, config: Config, recorder: CountingRecorder | None = None,
+            role: str = "single") -> None:
     lines = [f"gateway listening on {url}", f"  database: {config.db_path()}",
              f"  feeds: {', '.join(f.type for f in config.feeds) or 'none (HTTP push only)'}"]
+    if config.cluster is not None:  # README "Cluster"
+        redis_at = redacted_url(config.cluster.redis_url)
+        if role == "edge":
+            lines[1:] = [f"  cluster edge: streams and REST from Redis at {redis_at} (no database, no feeds, "
+                         "no ingest)"]
+        else:
+            lines.append(f"  cluster writer: every commit also goes to Redis at {redis_at}")
     if recorder is not None:
         lines.append(f"  recording what it ingests to {recorder.path}")
     if demo_key:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import tomllib
 import types
 import typing
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 T = TypeVar("T")
 
@@ -116,6 +118,21 @@ class SteamConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClusterConfig:
+    """Beyond one machine (README "Cluster"): one writer and any number of edges fed through
+    Redis Streams. Absent: one process, as always, and Redis is never imported."""
+
+    redis_url: str  # redis://[:password@]host:port/db, rediss:// (TLS) or unix:///path.sock
+    role: str = ""  # writer | edge; `gateway serve --role` overrides it
+    edge_id: str = ""  # names an edge in cap leases and logs; default: <hostname>-<port>
+    lease_s: float = 10.0  # a dead edge's connection slots are freed within this long
+    writer_url: str = ""  # the writer's URL as clients reach it (421 answers name it); default: where it listens
+
+
+CLUSTER_ROLES = ("writer", "edge")
+
+
+@dataclass(frozen=True, kw_only=True)
 class TierConfig:
     max_connections: int
     pbp_sse: bool
@@ -170,6 +187,7 @@ class Config:
     steam: SteamConfig = field(default_factory=SteamConfig)
     tiers: Mapping[str, TierConfig] = field(default_factory=lambda: dict(DEFAULT_TIERS))
     feeds: tuple[FeedConfig, ...] = ()
+    cluster: ClusterConfig | None = None  # [cluster]: README "Cluster"
     base_dir: Path = field(default_factory=Path.cwd)
 
     def db_path(self) -> str:
@@ -222,7 +240,8 @@ def _check(cond: bool, message: str) -> None:
 
 
 def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Config:
-    known = {"server", "database", "streams", "sources", "demo", "books", "tiers", "feeds", "webhooks", "steam"}
+    known = {"server", "database", "streams", "sources", "demo", "books", "tiers", "feeds", "webhooks", "steam",
+             "cluster"}
     unknown = sorted(data.keys() - known)
     _check(not unknown, f"unknown top-level key(s): {', '.join(unknown)}")
     parts: dict[str, Any] = {}
@@ -245,6 +264,11 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
             _check(f.role in ("primary", "secondary"), f"[feeds[{i}]] role must be primary or secondary")
             _check(f.type != "replay" or bool(f.path), f"[feeds[{i}]] path is required for a replay feed")
         parts["feeds"] = feeds
+    if "cluster" in data:
+        _check(not isinstance(data["cluster"], dict) or "redis_url" in data["cluster"],
+               "[cluster] redis_url is required (e.g. redis://127.0.0.1:6379/0)")
+        parts["cluster"] = _build(ClusterConfig, data["cluster"], "cluster")
+        check_cluster(parts["cluster"])
     if "path" not in data.get("database", {}):
         # no [database] path: the working directory, never the config file's directory (which
         # for the shipped defaults is inside the installed package)
@@ -294,6 +318,39 @@ def _check_self_hosting(server: ServerConfig) -> None:
                               "(e.g. 127.0.0.1/32, 10.0.0.0/8, ::1)") from None
     _check(bool(server.tls_cert) == bool(server.tls_key),
            "[server] tls_cert and tls_key go together: set both (PEM files) or neither")
+
+
+_EDGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def check_cluster(c: ClusterConfig) -> None:
+    """[cluster], checked without importing the Redis client (it may not be installed)."""
+    url = urlsplit(c.redis_url)
+    _check(url.scheme in ("redis", "rediss", "unix"),
+           f"[cluster] redis_url: {c.redis_url[:60]!r} is not a Redis URL "
+           "(redis://host:6379/0, rediss://... for TLS, unix:///path/redis.sock)")
+    _check(bool(url.path) if url.scheme == "unix" else bool(url.hostname),
+           f"[cluster] redis_url: {'a socket path' if url.scheme == 'unix' else 'a host'} is missing")
+    try:
+        url.port  # noqa: B018  # a bad port raises here
+    except ValueError:
+        raise ConfigError("[cluster] redis_url: the port is not a number between 0 and 65535") from None
+    _check(c.role in ("", *CLUSTER_ROLES), f"[cluster] role: {c.role!r} is not writer or edge")
+    _check(not c.edge_id or bool(_EDGE_ID.match(c.edge_id)),
+           "[cluster] edge_id: 1-64 characters of letters, digits and _ . : -")
+    _check(1 <= c.lease_s <= 300, "[cluster] lease_s must be between 1 and 300 (seconds)")
+    _check(not c.writer_url or urlsplit(c.writer_url).scheme in ("http", "https"),
+           "[cluster] writer_url: an http:// or https:// URL (as clients reach the writer)")
+
+
+def redacted_url(url: str) -> str:
+    """A URL without its password (logs, the banner, check-config)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = (f"{parts.username}:***@" if parts.username else ":***@") + (parts.hostname or "") + \
+        (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def load_config(path: Path) -> Config:

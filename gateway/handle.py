@@ -7,6 +7,7 @@ Its own module so that the layers point one way (core <- store/hub/auth <- write
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 from quart import current_app
@@ -18,6 +19,7 @@ from .hub import Hub
 from .netlimits import Limits
 from .store import Store
 from .universe import Universe
+from .view import View
 from .webhooks.worker import WebhookWorker
 from .writer import Writer
 
@@ -46,6 +48,13 @@ class Gateway:
     # resumes replay one page at a time across the process (streaming.py)
     replay_slots: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(1))
     limits: Limits | None = None  # per-server connection limits and their counters (hypercorn_patches.py)
+    # what streams and REST read (view.py): the store here, Redis on a cluster edge
+    view: View = field(init=False)
+    role: str = "single"  # or a cluster's "writer" / "edge" (gateway/cluster/)
+    cluster: Any = None  # the cluster's Redis mirror (writer) or follower (edge), for /readyz and /metrics
+
+    def __post_init__(self) -> None:
+        self.view = View(self.store, self.writer)
 
 
 def current_gateway() -> Gateway:

@@ -10,12 +10,11 @@ The key cache forgets them at once, so REST answers 401 too.
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
 
-from .auth import key_states, verdict
+from .auth import verdict
 
 if TYPE_CHECKING:
     from .handle import Gateway
@@ -32,7 +31,7 @@ async def watch_keys(gw: Gateway, interval_s: float = INTERVAL_S) -> None:
         if not ids:
             continue
         try:
-            states = await gw.store.read(partial(key_states, ids=ids))
+            states = await gw.view.key_states(ids)  # the store, or the keys mirrored to a cluster edge
         except Exception as exc:  # the store is failing: the writer reports it; try again
             logger.warning("key watch: could not read keys: %s", exc)
             continue

@@ -47,7 +47,7 @@ class GatewayCollector(Collector):
         w = gw.writer
         yield CounterMetricFamily("gateway_ingest_rows", "Rows committed by the writer", value=w.rows_committed)
         yield CounterMetricFamily("gateway_drops", "Drops detected and published", value=w.drops_published)
-        yield GaugeMetricFamily("gateway_last_event_id", "Highest stream-log id", value=w.last_seq)
+        yield GaugeMetricFamily("gateway_last_event_id", "Highest stream-log id", value=gw.view.last_seq)
         buckets, total = [], 0
         for bound, count in zip((*BATCH_MS_BUCKETS, float("inf")), w.batch_ms_buckets, strict=True):
             total += count
@@ -57,12 +57,14 @@ class GatewayCollector(Collector):
         fresh = GaugeMetricFamily("gateway_source_age_seconds", "Seconds since a source's last event",
                                   labels=["source", "sport_key"])
         now = wall_ms()
-        for sport in sorted(w.freshness.sports()):
-            for row in w.freshness.rows(sport, now, gw.config.sources.stale_after_s):
+        for sport in sorted(gw.view.freshness.sports()):
+            for row in gw.view.freshness.rows(sport, now, gw.config.sources.stale_after_s):
                 fresh.add_metric([str(row["source"]), sport], float(row["seconds_since_last_event"]))  # type: ignore[arg-type]
         yield fresh
         yield from _connections(gw)
         yield from _gc_pauses()
+        if gw.cluster is not None:  # a cluster's writer or edge (gateway/cluster/)
+            yield from gw.cluster.metrics()
 
 
 def _gc_pauses() -> Iterator[Metric]:

@@ -73,6 +73,11 @@ class WriteBatch:
     sports: set[str] = field(default_factory=set)
     books: list[tuple[str, str, str]] = field(default_factory=list)
     markets: set[str] = field(default_factory=set)
+    # filled by the commit: the log rows as stored (seq, topic, ms, body) and the names they
+    # brought that the writer's memory did not hold (code, JSON value); the cluster's Redis
+    # mirror sends these as they are (gateway/cluster/mirror.py)
+    stored: list[tuple[int, int, int, bytes]] = field(default_factory=list)
+    new_names: list[tuple[int, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.events) + len(self.quotes) + len(self.live_state) + len(self.log) + len(self.history)
@@ -225,6 +230,10 @@ class Names:
             "ON CONFLICT(code) DO UPDATE SET used_seq = excluded.used_seq",
             [(e[0], _name_text(v), e[1]) for v, e in self._pending.items()])
 
+    def unknown(self) -> list[tuple[int, str]]:
+        """(code, JSON value) of this batch's names that memory did not hold before it."""
+        return [(e[0], _name_text(v)) for v, e in self._pending.items() if v not in self._known]
+
     def commit(self) -> None:
         for value, entry in self._pending.items():
             self._known[value] = entry[:2]
@@ -291,8 +300,9 @@ def _write(conn: sqlite3.Connection, b: WriteBatch, names: Names, series: Histor
                              b.live_state)
         if b.log:
             names.begin(conn)
-            conn.executemany("INSERT INTO stream_log (seq, topic, ms, body) VALUES (?, ?, ?, ?)",
-                             [_encode_log(names, r) for r in b.log])
+            b.stored = [_encode_log(names, r) for r in b.log]
+            conn.executemany("INSERT INTO stream_log (seq, topic, ms, body) VALUES (?, ?, ?, ?)", b.stored)
+            b.new_names = names.unknown()
             names.flush()
         conn.execute("COMMIT")
     except BaseException:

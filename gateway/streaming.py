@@ -13,7 +13,6 @@ import json
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -25,7 +24,7 @@ from .core.filters import Filter
 from .core.formats import convert_row
 from .core.frames import Frame
 from .hub import SLOW_CONSUMER, Subscriber
-from .store import LogRow, pruned_through, read_log
+from .store import LogRow, read_log
 from .writer import LIVE_WINDOW_MS, wall_ms
 
 if TYPE_CHECKING:
@@ -126,10 +125,7 @@ class StreamSession:
             self.gw.hub.cut(self.sub, reason)
 
     async def resume_problem(self, last_id: int) -> str | None:
-        if last_id > self.gw.writer.last_seq:
-            return "unknown_id"
-        floor = await self.gw.store.read(pruned_through)
-        return "resume_window_exceeded" if last_id < floor else None
+        return await self.gw.view.resume_problem(last_id)
 
     async def _replay(self) -> AsyncGenerator[list[Frame], None]:
         """Frames after the cursor, a page at a time. Pages are read and built in a worker
@@ -138,10 +134,9 @@ class StreamSession:
         plan, gw = self.plan, self.gw
         more = True
         while more and not self.client_left():
-            async with gw.replay_slots:
-                last, chunk, more = await gw.store.read(partial(
-                    read_frames, after=self.cursor, streams=plan.streams, sports=plan.sports, flt=plan.filter,
-                    limit=REPLAY_PAGE))
+            async with gw.replay_slots:  # from the store, or Redis on a cluster edge (view.py)
+                last, chunk, more = await gw.view.replay_page(self.cursor, plan.streams, plan.sports, plan.filter,
+                                                              REPLAY_PAGE)
             if last is not None:
                 self.cursor = last
             if chunk:

@@ -115,6 +115,8 @@ class Writer:
         self.batch_ms_buckets = [0] * (len(BATCH_MS_BUCKETS) + 1)  # histogram of commit latency
         self.batch_ms_sum = 0.0
         self.on_commit: list[Callable[[list[Frame]], None]] = []
+        # after each commit, with what it stored (the cluster's Redis mirror: gateway/cluster/)
+        self.on_batch: list[Callable[[WriteBatch], None]] = []
         # after a failed commit: the in-memory state is rebuilt from the store by this
         # (set by the app; the store is the truth, the board and baselines follow it)
         self.reload: Callable[[], Awaitable[None]] | None = None
@@ -245,6 +247,8 @@ class Writer:
         self.hub.publish(frames)
         for hook in self.on_commit:
             hook(frames)
+        for batch_hook in self.on_batch:
+            batch_hook(batch)
         for item in items:
             item.finish()
         self.rows_committed += len(batch)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 WINDOW_MS = 5 * 60 * 1000
 BUCKET_MS = 10_000
@@ -67,3 +68,14 @@ class Freshness:
 
     def sports(self) -> set[str]:
         return {sport for _, sport in self._sources}
+
+    def export(self) -> list[list[object]]:
+        """Everything, as JSON-able lists (a cluster's writer hands it to its edges)."""
+        return [[source, sport, s.role, s.last_ms, [list(b) for b in s.buckets]]
+                for (source, sport), s in self._sources.items()]
+
+    def replace(self, rows: list[list[Any]]) -> None:
+        """Take the state `export` gave (an edge, from its writer)."""
+        self._sources = {(str(source), str(sport)): _Source(str(role), int(last_ms),
+                                                            deque([int(b[0]), int(b[1])] for b in buckets))
+                         for source, sport, role, last_ms, buckets in rows}

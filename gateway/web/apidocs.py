@@ -221,9 +221,9 @@ ROUTES: list[Route] = [
     Route("post", ("/v1/webhooks",), "Create a webhook (business+; the secret is shown once)", "webhooks",
           body="WebhookInput", ok=(201, JSON, ref("Webhook")), errors=(*KEYED, 403, 409, 421)),
     Route("get", ("/v1/webhooks",), "This key's webhooks", "webhooks", ok=_jref("WebhookList"),
-          errors=(*KEYED, 403)),
+          errors=(*KEYED, 403, 421)),
     Route("get", ("/v1/webhooks/{webhook_id}",), "One webhook", "webhooks", params=("webhook_id",),
-          ok=_jref("Webhook"), errors=(*KEYED, 403, 404)),
+          ok=_jref("Webhook"), errors=(*KEYED, 403, 404, 421)),
     Route("patch", ("/v1/webhooks/{webhook_id}",), "Change fields; is_active pauses and resumes", "webhooks",
           params=("webhook_id",), body="WebhookInput", ok=_jref("Webhook"), errors=(*KEYED, 403, 404, 421)),
     Route("delete", ("/v1/webhooks/{webhook_id}",), "Delete a webhook", "webhooks", params=("webhook_id",),
@@ -234,7 +234,7 @@ ROUTES: list[Route] = [
           "webhooks", params=("webhook_id",), ok=_jref("WebhookTestResult"), errors=(*KEYED, 403, 404, 421)),
     Route("get", ("/v1/webhooks/{webhook_id}/deliveries",), "Recent deliveries (7 days)", "webhooks",
           params=("webhook_id", "deliveries_status", "deliveries_limit"), ok=_jref("Deliveries"),
-          errors=(*KEYED, 403, 404)),
+          errors=(*KEYED, 403, 404, 421)),
 ]
 PARAMS["name"] = ("name", "path", STR, "a file name, e.g. dashboard.js")
 BODIES: dict[str, Schema] = {

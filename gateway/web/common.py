@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from quart import g, request
 
-from ..auth import ApiKey, burst_size, hash_key, lookup_key
+from ..auth import ApiKey, burst_size, hash_key
 from ..core.filters import ParamError, Params
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ async def lookup_cached(gw: Gateway, key: str) -> ApiKey | None:
     now = trio.current_time()
     hit, value = gw.key_cache.get(digest, now)
     if not hit:
-        value = await gw.store.read(lambda conn: lookup_key(conn, key))
+        value = await gw.view.lookup_key(key)
         gw.key_cache.put(digest, value, now)
     return value
 
@@ -186,6 +186,18 @@ def require_stream_tier(gw: Gateway, api_key: ApiKey, *, pbp: bool, what: str) -
         need = [name for name, t in gw.config.tiers.items() if (t.pbp_sse if pbp else t.odds_streams)]
         raise ApiError(403, "tier_required", f"{what} needs tier {' or '.join(need)}; this key is {api_key.tier}",
                        tier=api_key.tier, required=need)
+
+
+def writer_only() -> None:
+    """Ingest and webhooks are the writer's: a cluster edge answers 421 `wrong_role`, naming
+    the writer's URL (before the key is looked at or the body read)."""
+    from ..app import current_gateway
+
+    view = current_gateway().view
+    if view.edge:
+        url = view.writer_url
+        raise ApiError(421, "wrong_role", "this gateway is a cluster edge: ingest and webhooks are served by the "
+                       f"cluster's writer{' at ' + url if url else ''}", writer_url=url or None)
 
 
 def check_sport(gw: Gateway, sport_key: str) -> None:

@@ -105,7 +105,7 @@ async def source_health(sport_key: str) -> Response:
     await _session()
     gw = current_gateway()
     check_sport(gw, sport_key)
-    rows = gw.writer.freshness.rows(sport_key, wall_ms(), gw.config.sources.stale_after_s)
+    rows = gw.view.freshness.rows(sport_key, wall_ms(), gw.config.sources.stale_after_s)
     return _json({"sport_key": sport_key, "count": len(rows), "results": rows,
                   "stale_after_s": gw.config.sources.stale_after_s})
 
@@ -118,7 +118,7 @@ async def upcoming(sport_key: str) -> Response:
     check_sport(gw, sport_key)
     now = wall_ms()
     evs = sorted((e for e in gw.board.events.values()
-                  if e.sport_key == sport_key and e.commence_time_ms > now and e.id not in gw.writer.final_matches),
+                  if e.sport_key == sport_key and e.commence_time_ms > now and e.id not in gw.view.final_matches),
                  key=lambda e: (e.commence_time_ms, e.id))
     return _json([{"id": e.id, "home_team": e.home_team, "away_team": e.away_team,
                    "commence_time": e.commence_time_ms} for e in evs[:UPCOMING_LIMIT]])

@@ -20,9 +20,10 @@ from ..core.model import Play, Quote
 from ..core.parse import RowError, count_toa_rows, parse_flat_quote, parse_pbp_row, parse_toa_events
 from ..handle import current_gateway
 from ..writer import wall_ms
-from .common import ApiError, authenticate
+from .common import ApiError, authenticate, writer_only
 
 bp = Blueprint("ingest", __name__)
+bp.before_request(writer_only)  # a cluster edge: 421 wrong_role with the writer's URL
 
 MAX_ROWS = 50_000
 _SOURCE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")

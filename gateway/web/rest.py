@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from functools import partial
 from typing import Any, TypeVar
 
 from quart import Blueprint, Response, jsonify
 
 from ..core.filters import ParamError, bool_param, csv, int_param, one, parse_filter, parse_sports
 from ..core.formats import convert_payload
-from ..core.frames import Frame
 from ..core.odds import format_price
 from ..core.time import ms_from_iso
 from ..core.toa import OddsQuery, event_json, event_matches, odds_events
 from ..handle import current_gateway
 from ..metrics import registry_for, render
-from ..store import recent_log
 from ..writer import LIVE_WINDOW_MS, wall_ms
 from .common import ApiError, authenticate, bad_param, check_sport, params, time_range
 
@@ -46,14 +42,10 @@ async def healthz() -> Response:
 
 @bp.get("/readyz")
 async def readyz() -> Any:
-    gw = current_gateway()
-    w = gw.writer
-    ok = gw.store.open and w.running and w.failure is None
+    ok, reason, fields = current_gateway().view.readiness()
     if not ok:
-        reason = w.failure and f"the last commit failed: {w.failure}"
-        raise ApiError(503, "unavailable", reason or "store not open or writer not running",
-                       headers={"Retry-After": "5"}, store=gw.store.open, writer=w.running, store_error=w.failure)
-    return jsonify({"status": "ready", "store": True, "writer": True})
+        raise ApiError(503, "unavailable", reason or "not ready", headers={"Retry-After": "5"}, **fields)
+    return jsonify({"status": "ready", **fields})
 
 
 @bp.get("/metrics")
@@ -148,7 +140,7 @@ async def live(sport_key: str) -> Response:
     check_sport(gw, sport_key)
     q = _odds_query(sport_key, default_format="american")
     now = wall_ms()
-    final = gw.writer.final_matches
+    final = gw.view.final_matches
 
     def in_play(ev: Any) -> bool:
         return bool(ev.commence_time_ms <= now < ev.commence_time_ms + LIVE_WINDOW_MS and ev.id not in final)
@@ -209,7 +201,7 @@ async def live_points(sport_key: str) -> Response:
     gw = current_gateway()
     check_sport(gw, sport_key)
     match_id = one(params(), "match_id", "event_id")
-    rows = await gw.store.read(lambda conn: live_state_rows(conn, sport_key, match_id))
+    rows = await gw.view.live_state([sport_key], match_id)
     return jsonify(rows)
 
 
@@ -228,13 +220,14 @@ def live_state_rows(conn: Any, sport_key: str, match_id: str | None, *,
         args.append(match_id)
     if live_only:
         sql += " AND status != 'final'"
-    out = []
-    for r in conn.execute(sql + " ORDER BY updated_ms DESC", args):
-        out.append({"type": "live_state", "match_id": r[0], "sport_key": r[1], "home_team": r[2],
-                    "away_team": r[3], "score_a": r[4], "score_b": r[5],
-                    "state": {"period": period_number(r[6]), "clock": r[7], "status": r[8]}, "source": r[9],
-                    "last_play": r[10], "timestamp": r[11]})
-    return out
+    return [live_state_json(r) for r in conn.execute(sql + " ORDER BY updated_ms DESC", args)]
+
+
+def live_state_json(r: Any) -> dict[str, Any]:
+    """A live_state row (the table's columns, in order) as REST and initial_state give it."""
+    return {"type": "live_state", "match_id": r[0], "sport_key": r[1], "home_team": r[2], "away_team": r[3],
+            "score_a": r[4], "score_b": r[5], "state": {"period": period_number(r[6]), "clock": r[7], "status": r[8]},
+            "source": r[9], "last_play": r[10], "timestamp": r[11]}
 
 
 @bp.get("/v1/sports/<sport_key>/live/source-health")
@@ -246,7 +239,7 @@ async def source_health(sport_key: str) -> Response:
         degraded = bool_param(params(), "degraded_only", False)
     except ParamError as exc:
         raise bad_param(exc) from None
-    rows = gw.writer.freshness.rows(sport_key, wall_ms(), gw.config.sources.stale_after_s)
+    rows = gw.view.freshness.rows(sport_key, wall_ms(), gw.config.sources.stale_after_s)
     if degraded:
         rows = [r for r in rows if r["status"] == "stale"]
     return jsonify({"sport_key": sport_key, "count": len(rows), "results": rows})
@@ -269,16 +262,9 @@ async def recent_drops(sport_key: str) -> Response:
     except ParamError as exc:
         raise bad_param(exc) from None
     scan = max(limit * 20, gw.config.streams.recent_drops)
-    out = []
-    for stream in flt.drop_streams:  # drops, and steam frames with kinds=steam
-        rows = await gw.store.read(partial(recent_log, stream=stream, sports=sports, limit=scan, since_ms=since,
-                                           until_ms=until))
-        for r in rows:
-            payload = r.data if r.data is not None else json.loads(r.payload)
-            frame = Frame(seq=r.seq, stream=stream, payload=payload, text=r.payload, live=r.live)
-            if flt.matches(frame):
-                out.append(payload if flt.odds_format == "american" else convert_payload(payload, flt.odds_format))
-    out.sort(key=lambda d: -int(d["id"]))
-    return jsonify(out[:limit])
+    out = await gw.view.recent_drops(sports, flt, limit=limit, scan=scan, since_ms=since, until_ms=until)
+    if flt.odds_format != "american":
+        out = [convert_payload(d, flt.odds_format) for d in out]
+    return jsonify(out)
 
 

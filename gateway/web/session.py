@@ -64,17 +64,9 @@ def check_origin_if_present() -> None:
         raise ApiError(403, "forbidden_origin", "session routes only answer pages served by this gateway")
 
 
-def _row_to_key(row: Any) -> ApiKey | None:
-    if row is None:
-        return None
-    return ApiKey(row[0], row[1], row[2], frozenset(s for s in row[3].split(",") if s), row[4])
-
-
 async def active_key(gw: Gateway, key_id: int) -> ApiKey | None:
     """The key a session was made from, if it still exists and is not revoked."""
-    return _row_to_key(await gw.store.read(lambda conn: conn.execute(
-        "SELECT id, name, tier, scopes, prefix FROM api_keys WHERE id = ? AND revoked_ms IS NULL",
-        (key_id,)).fetchone()))
+    return await gw.view.active_key(key_id)
 
 
 async def session_key(gw: Gateway, token: str | None) -> tuple[Session, ApiKey] | None:

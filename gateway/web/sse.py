@@ -17,14 +17,13 @@ from ..streaming import Idle, StreamPlan, StreamSession, odds_snapshot
 from ..writer import wall_ms
 from .common import ApiError, bad_param, require_stream_tier
 from .direct import DirectWriter, attach, run_direct, send_unless_cut, sse_encoder
-from .rest import live_state_rows
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def acquire_slot(gw: Gateway, api_key: ApiKey, plan: StreamPlan) -> Slot:
+async def acquire_slot(gw: Gateway, api_key: ApiKey, plan: StreamPlan) -> Slot:
     limit = gw.config.tiers[api_key.tier].max_connections
-    slot = gw.caps.try_acquire(api_key.id, limit, api_key.tier, needs="pbp" if plan.streams == (PBP,) else "odds")
+    slot = await gw.caps.acquire(api_key.id, limit, api_key.tier, needs="pbp" if plan.streams == (PBP,) else "odds")
     if slot is None:
         raise ApiError(429, "connection_cap", f"this key already holds {limit} concurrent streams "
                        f"(tier {api_key.tier}); close one or upgrade", headers={"Retry-After": "5"},
@@ -119,7 +118,7 @@ def pbp_plan(gw: Gateway, api_key: ApiKey, sport_key: str, p: Params,
     match_id = one(p, "match_id", "event_id")
 
     async def snapshot() -> dict[str, Any]:
-        rows = await gw.store.read(lambda conn: live_state_rows(conn, sport_key, match_id, live_only=True))
+        rows = await gw.view.live_state([sport_key], match_id, live_only=True)
         return {"type": "initial_state", "sport_key": sport_key, "timestamp": wall_ms(), "count": len(rows),
                 "data": rows}
 
@@ -145,7 +144,7 @@ def odds_plan(gw: Gateway, api_key: ApiKey, sport_key: str, p: Params,
     async def snapshot() -> dict[str, Any]:
         now = wall_ms()
         rows, truncated = odds_snapshot(gw.board, sports, flt, now=now, max_age_s=max_age_s, since=since,
-                                        limit=limit, final=gw.writer.final_matches)
+                                        limit=limit, final=gw.view.final_matches)
         return {"type": "initial_state", "sport_key": sport_key, "timestamp": now, "count": len(rows),
                 "data": rows, "since": since, "truncated": truncated, "snapshot_complete": not truncated}
 

@@ -90,7 +90,7 @@ class StreamsApp:
             api_key: ApiKey = await resolve_key(gw, key_from(headers, Args(params)))
             key_name = api_key.name
             plan, named = plan_fn(gw, api_key, sport_key, params, headers.get("last-event-id"))
-            slot = acquire_slot(gw, api_key, plan)
+            slot = await acquire_slot(gw, api_key, plan)
         except ApiError as exc:
             await _send_error(send, exc, rid, extra)
             access_log(client, "GET", full_path, exc.status, started, key_name, rid)

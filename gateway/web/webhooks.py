@@ -32,9 +32,10 @@ from ..webhooks.model import (
 from ..webhooks.signing import new_secret
 from ..webhooks.worker import TIMEOUT_S, send_test
 from ..writer import wall_ms
-from .common import ApiError, authenticate, bad_param, params, require_stream_tier
+from .common import ApiError, authenticate, bad_param, params, require_stream_tier, writer_only
 
 bp = Blueprint("webhooks", __name__)
+bp.before_request(writer_only)  # a cluster edge: 421 wrong_role with the writer's URL
 
 MAX_PER_KEY = 25
 RESOLVE_TIMEOUT_S = 5.0

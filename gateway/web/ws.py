@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Any
 
 import trio
@@ -62,7 +61,6 @@ from .direct import (
     ws_encode,
     ws_protocol,
 )
-from .rest import live_state_rows
 from .session import effective_scheme, same_origin, session_key
 from .sse import connected, resume_params
 from .ws_detached import detach_ws
@@ -123,7 +121,7 @@ async def _serve_socket(gw: Gateway, ws: AsgiWebSocket, sport_key: str, *, live:
         api_key, how = await authorise(gw, ws, proto_keys, live=live)
         spec = build_spec(gw, ws, api_key, how, sport_key, live)
         limit = gw.config.tiers[api_key.tier].max_connections
-        slot = gw.caps.try_acquire(api_key.id, limit, api_key.tier, needs="odds")
+        slot = await gw.caps.acquire(api_key.id, limit, api_key.tier, needs="odds")
         if slot is None:
             raise Reject(4002, "connection_cap", f"this key already holds {limit} concurrent streams (tier "
                          f"{api_key.tier}); close one or upgrade", limit=limit)
@@ -259,8 +257,7 @@ def live_streams(p: dict[str, list[str]]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(LIVE_TYPES[t] for t in wanted))
 
 
-def _live_state(conn: Any, sports: list[str], event_ids: frozenset[str] | None) -> list[dict[str, Any]]:
-    rows = [r for s in sports for r in live_state_rows(conn, s, None, live_only=True)]
+def _only(rows: list[dict[str, Any]], event_ids: frozenset[str] | None) -> list[dict[str, Any]]:
     return rows if event_ids is None else [r for r in rows if r["match_id"] in event_ids]
 
 
@@ -318,10 +315,10 @@ class WsConnection:
         live_state = None
         if s.live:
             sports = sorted(s.sports if s.sports is not None else self.gw.universe.active_sports)
-            live_state = await self.gw.store.read(partial(_live_state, sports=sports, event_ids=flt.event_ids))
+            live_state = _only(await self.gw.view.live_state(sports, None, live_only=True), flt.event_ids)
         now = wall_ms()
         rows, truncated = odds_snapshot(self.gw.board, s.sports, flt, now=now, max_age_s=s.max_age_s,
-                                        since=s.since, limit=s.limit, final=self.gw.writer.final_matches)
+                                        since=s.since, limit=s.limit, final=self.gw.view.final_matches)
         out: dict[str, Any] = {"type": "initial_state", "sport_key": s.sport_key, "timestamp": now,
                                "count": len(rows), "data": rows, "since": s.since, "truncated": truncated,
                                "snapshot_complete": not truncated}
