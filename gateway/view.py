@@ -17,6 +17,7 @@ from .auth import ApiKey, key_states, lookup_key
 from .core.filters import Filter
 from .core.frames import Frame
 from .core.freshness import Freshness
+from .livestate import live_state_rows
 from .store import pruned_through, recent_log
 
 if TYPE_CHECKING:
@@ -78,8 +79,6 @@ class View:
     # -- polling -------------------------------------------------------------------------------
     async def live_state(self, sports: Iterable[str], match_id: str | None, *,
                          live_only: bool = False) -> list[dict[str, Any]]:
-        from .web.rest import live_state_rows
-
         wanted = list(sports)
         return await self.store.read(lambda conn: [r for s in wanted for r in live_state_rows(
             conn, s, match_id, live_only=live_only)])

@@ -13,9 +13,9 @@ from ..core.filters import Filter
 from ..core.frames import Frame
 from ..core.freshness import Freshness
 from ..core.logcodec import STREAM_NO
+from ..livestate import live_state_json
 from ..view import View
 from ..web.common import ApiError
-from ..web.rest import live_state_json
 from . import link
 from .follower import Follower, NameError_
 from .records import entry_id, entry_topic, seq_of

@@ -191,7 +191,7 @@ def require_stream_tier(gw: Gateway, api_key: ApiKey, *, pbp: bool, what: str) -
 def writer_only() -> None:
     """Ingest and webhooks are the writer's: a cluster edge answers 421 `wrong_role`, naming
     the writer's URL (before the key is looked at or the body read)."""
-    from ..app import current_gateway
+    from ..handle import current_gateway
 
     view = current_gateway().view
     if view.edge:
