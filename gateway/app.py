@@ -57,7 +57,7 @@ def load_board(conn: sqlite3.Connection, board: Board) -> None:
 
 
 def open_gateway(config: Config, *, clock: Callable[[], int] = wall_ms) -> Gateway:
-    store = Store(config.db_path())
+    store = Store(config.db_path(), inline_max_rows=config.database.inline_commit_rows)
     universe = Universe.from_config(config)
     board = Board()
 
@@ -114,7 +114,7 @@ def baselines(board: Board, universe: Universe) -> DropDetector:
 
 
 def create_app(gw: Gateway) -> QuartTrio:
-    from .web import apidocs, dashboard, errors, history, hypercorn_patches, ingest, rest, session, webhooks
+    from .web import apidocs, dashboard, errors, history, hypercorn_patches, rest, session, webhooks
 
     app = QuartTrio("gateway")
     app.config["GATEWAY"] = gw
@@ -123,7 +123,7 @@ def create_app(gw: Gateway) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = gw.config.server.max_body_bytes
     errors.install(app)
     hypercorn_patches.install()
-    for module in (rest, ingest, session, dashboard, webhooks, apidocs, history):
+    for module in (rest, session, dashboard, webhooks, apidocs, history):  # ingest and streams: streams_asgi.py
         app.register_blueprint(module.bp)
     return app
 
@@ -234,6 +234,7 @@ async def serve(
     async def shutdown_trigger() -> None:
         await stop.wait()
         gw.shutting_down = True
+        gw.shutdown_started.set()
         gw.hub.close_all(SHUTDOWN)  # every stream writes its final frame and ends
         await trio.sleep(0.05)
 

@@ -56,6 +56,7 @@ class DatabaseConfig:
     checkpoint_interval_s: float = 1.0  # WAL -> database copy, off the commit path (store.checkpoint)
     max_size_mb: float = 0.0  # 0: no limit; else the oldest stream-log rows go first (gateway/retention.py)
     history_days: float = 14.0  # line history (every price change), apart from the resume window
+    inline_commit_rows: int = 64  # a commit of at most this many rows runs in the event loop (store.py); 0: never
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +139,9 @@ class TierConfig:
     pbp_sse: bool
     odds_streams: bool
     requests_per_minute: int = 600
+    # ingest's own limit (issue 19; core/ingest_limit.py): POSTs and /ws/ingest messages a second, and rows a second
+    ingest_requests_per_s: int = 100
+    ingest_rows_per_s: int = 10_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,12 +170,18 @@ class FeedConfig:
 
 
 DEFAULT_TIERS = {
-    "free": TierConfig(max_connections=1, pbp_sse=False, odds_streams=False, requests_per_minute=60),
-    "starter": TierConfig(max_connections=3, pbp_sse=True, odds_streams=False, requests_per_minute=120),
-    "pro": TierConfig(max_connections=25, pbp_sse=True, odds_streams=False, requests_per_minute=600),
-    "business": TierConfig(max_connections=100, pbp_sse=True, odds_streams=True, requests_per_minute=1200),
-    "enterprise": TierConfig(max_connections=1000, pbp_sse=True, odds_streams=True, requests_per_minute=6000),
-    "scale": TierConfig(max_connections=1000, pbp_sse=True, odds_streams=True, requests_per_minute=12000),
+    "free": TierConfig(max_connections=1, pbp_sse=False, odds_streams=False, requests_per_minute=60,
+                       ingest_requests_per_s=5, ingest_rows_per_s=1_000),
+    "starter": TierConfig(max_connections=3, pbp_sse=True, odds_streams=False, requests_per_minute=120,
+                          ingest_requests_per_s=10, ingest_rows_per_s=2_000),
+    "pro": TierConfig(max_connections=25, pbp_sse=True, odds_streams=False, requests_per_minute=600,
+                      ingest_requests_per_s=50, ingest_rows_per_s=10_000),
+    "business": TierConfig(max_connections=100, pbp_sse=True, odds_streams=True, requests_per_minute=1200,
+                           ingest_requests_per_s=250, ingest_rows_per_s=25_000),
+    "enterprise": TierConfig(max_connections=1000, pbp_sse=True, odds_streams=True, requests_per_minute=6000,
+                             ingest_requests_per_s=1_000, ingest_rows_per_s=100_000),
+    "scale": TierConfig(max_connections=1000, pbp_sse=True, odds_streams=True, requests_per_minute=12000,
+                        ingest_requests_per_s=2_000, ingest_rows_per_s=200_000),
 }
 
 
@@ -286,11 +296,15 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
     _check(s.ws_messages_per_s > 0, "[streams] ws_messages_per_s must be > 0")
     _check(s.ws_message_burst >= 10, "[streams] ws_message_burst must be >= 10 (a snapshot counts 10)")
     _check(cfg.demo.tier in cfg.tiers, f"[demo] tier: unknown tier {cfg.demo.tier!r}")
+    for name, t in cfg.tiers.items():
+        _check(t.ingest_requests_per_s >= 1, f"[tiers.{name}] ingest_requests_per_s must be >= 1")
+        _check(t.ingest_rows_per_s >= 1, f"[tiers.{name}] ingest_rows_per_s must be >= 1")
     both = set(cfg.books.per_market) & set(cfg.books.game_line)
     _check(not both, f"[books] listed as both per_market and game_line: {', '.join(sorted(both))}")
     _check(cfg.database.checkpoint_interval_s > 0, "[database] checkpoint_interval_s must be > 0")
     _check(cfg.database.max_size_mb >= 0, "[database] max_size_mb must be >= 0 (0: no limit)")
     _check(0 < cfg.database.history_days <= 3650, "[database] history_days must be > 0 and at most 3650")
+    _check(0 <= cfg.database.inline_commit_rows <= 10_000, "[database] inline_commit_rows must be 0..10000")
     _check(2 <= cfg.steam.books <= 50, "[steam] books must be between 2 and 50")
     _check(1 <= cfg.steam.threshold <= 200, "[steam] threshold must be between 1 and 200 (cents)")
     _check(0 < cfg.steam.window_s <= 3600, "[steam] window_s must be > 0 and at most 3600")

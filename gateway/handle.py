@@ -15,6 +15,7 @@ from quart import current_app
 from .auth import ConnectionCaps, KeyCache, RateLimiter
 from .config import Config
 from .core.board import Board
+from .core.ingest_limit import IngestLimiter
 from .hub import Hub
 from .netlimits import Limits
 from .store import Store
@@ -37,9 +38,11 @@ class Gateway:
     caps: ConnectionCaps = field(default_factory=ConnectionCaps)
     key_cache: KeyCache = field(default_factory=KeyCache)
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+    ingest_limiter: IngestLimiter = field(default_factory=IngestLimiter)  # ingest's own limit (issue 19)
     session_secret: bytes = b""
     webhooks: WebhookWorker | None = None  # webhook delivery (issue 7); set by serve()
     shutting_down: bool = False
+    shutdown_started: trio.Event = field(default_factory=trio.Event)  # with shutting_down: ingest sockets wait on it
     stopped: trio.Event = field(default_factory=trio.Event)
     # live SSE streams that left Hypercorn (web/detached.py) run here; set by serve()
     detached: trio.Nursery | None = None

@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,13 @@ NAMES_SLACK = 65_536
 ALL_STREAMS = frozenset(logcodec.STREAM_NO)
 MAX_CACHED_NAMES = 100_000  # per reader connection
 MAX_MERGED_TOPICS = 64  # more topics than this: one scan in id order that filters on topic
+# A small batch commits in the event loop's thread (`Store.write`): a hop to a worker thread
+# and back costs ~100-130 us of CPU here, more than such a commit. Never one that could wait:
+# the busy timeout is 0 meanwhile (a lock held elsewhere sends it to the thread), and after an
+# inline commit slower than INLINE_STALL_S every commit uses the thread for INLINE_BACKOFF_S.
+INLINE_STALL_S = 0.005
+INLINE_BACKOFF_S = 10.0
+BUSY_TIMEOUT_MS = 30_000
 
 
 class StoreError(RuntimeError):
@@ -95,7 +103,7 @@ def connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30, factory=LogConnection)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return conn
 
 
@@ -327,7 +335,7 @@ def rollback(conn: sqlite3.Connection) -> None:
 class Store:
     """Async facade: `write` for the single writer task, `read` for everybody else."""
 
-    def __init__(self, path: str, *, readers: int = 4) -> None:
+    def __init__(self, path: str, *, readers: int = 4, inline_max_rows: int = 0) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -347,6 +355,9 @@ class Store:
         self._idle = [connect(path) for _ in range(readers)]
         self._read_slots = trio.CapacityLimiter(readers)
         self._write_slot = trio.CapacityLimiter(1)
+        self.inline_max_rows = inline_max_rows  # 0: every commit in a worker thread
+        self._inline_after = 0.0  # trio time: no inline commit before this (one was slow)
+        self.inline_commits = self.thread_commits = self.inline_stalls = 0
         self.open = True
 
     def close(self) -> None:
@@ -366,8 +377,41 @@ class Store:
 
     # -- writing (the writer task only) ------------------------------------------------
     async def write(self, batch: WriteBatch) -> None:
+        if self._write_inline(batch):
+            return  # no checkpoint: a cancellation must not come between a commit and its publish
+        self.thread_commits += 1
         await trio.to_thread.run_sync(_write, self._writer, batch, self.names, self.history,
                                       limiter=self._write_slot)
+
+    def _write_inline(self, batch: WriteBatch) -> bool:
+        """Commit a small batch here, in the event loop's thread; False: it must go to a worker
+        thread (too big, the write slot busy, a lock held by another connection, a recent stall).
+        A failure of the commit itself raises, as the threaded write does."""
+        if len(batch) > self.inline_max_rows or trio.current_time() < self._inline_after:
+            return False
+        try:
+            self._write_slot.acquire_nowait()  # a checkpoint or a prune on the writer connection
+        except trio.WouldBlock:
+            return False
+        conn = self._writer
+        try:
+            conn.execute("PRAGMA busy_timeout=0")
+            started = time.perf_counter()
+            try:
+                _write(conn, batch, self.names, self.history)
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
+                    return False  # rolled back: the thread waits for the lock instead
+                raise
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if time.perf_counter() - started > INLINE_STALL_S:
+                self.inline_stalls += 1
+                self._inline_after = trio.current_time() + INLINE_BACKOFF_S
+            self.inline_commits += 1
+            return True
+        finally:
+            self._write_slot.release()
 
     async def write_fn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` inside one transaction on the writer connection."""

@@ -18,8 +18,8 @@ from trio_websocket import open_websocket_url
 
 from gateway.app import create_app, open_gateway
 from gateway.web.apidocs import CHANNELS, asyncapi, openapi
+from gateway.web.streams_asgi import INGEST_KINDS, WS_PATHS, WS_ROUTE
 from gateway.web.streams_asgi import ROUTES as SSE_ROUTES
-from gateway.web.streams_asgi import WS_PATHS, WS_ROUTE
 
 from .conftest import Running, make_config
 from .helpers import next_of, push, quote, sse_events
@@ -82,10 +82,10 @@ def _app_routes(tmp_path: Path) -> set[tuple[str, str]]:
                 continue
             path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
             out |= {(m.lower(), path) for m in (rule.methods or ()) if m not in ("HEAD", "OPTIONS")}
-        # the WebSocket routes are served below Quart too (streams_asgi.WS_ROUTE)
+        # the WebSocket routes are served below Quart too (streams_asgi.WS_ROUTE), and ingest's POSTs
         for path in WS_PATHS:
             assert WS_ROUTE.match(re.sub(r"\{\w+\}", "x", path)), path
-        return out | {("get", p) for p in WS_PATHS}
+        return out | {("get", p) for p in WS_PATHS} | {("post", p) for p in INGEST_KINDS}
     finally:
         gw.store.close()
 

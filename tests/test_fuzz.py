@@ -69,7 +69,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncGatewayHandle]:
     # rate limits this suite cannot reach: it checks answers to bad input, not the limiters
     config = gateway_config(tmp_path_factory.mktemp("fuzz"), **{
         "tiers": {"enterprise": {"max_connections": 1000, "pbp_sse": True, "odds_streams": True,
-                                 "requests_per_minute": 10_000_000}},
+                                 "requests_per_minute": 10_000_000, "ingest_requests_per_s": 10_000_000,
+                                 "ingest_rows_per_s": 10_000_000}},
         "streams": {"ws_messages_per_s": 1_000_000.0, "ws_message_burst": 1_000_000.0}})
     with run_gateway(config) as handle:
         handle.move("e1", "pinnacle", "h2h", "home", -110, -120)

@@ -177,6 +177,7 @@ async def test_recent_drops_from_to(gateway: Running) -> None:
     async with gateway.client() as c:
         await push(c, ingest, [quote(-110)])
         await push(c, ingest, [quote(-130)])
+        await trio.sleep(0.01)  # a push answers within the millisecond it was stamped in: `from` must be after it
         middle = now_ms()
         await trio.sleep(0.01)
         await push(c, ingest, [quote(-150)])

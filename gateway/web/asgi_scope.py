@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 
@@ -35,3 +37,20 @@ class Args:
 
     def getlist(self, name: str) -> list[str]:
         return list(self._multi.get(name, ()))
+
+
+def request_id(headers: Headers) -> str:
+    """The client's X-Request-ID (its first 64 characters), else a new one."""
+    return str(headers.get("x-request-id") or "")[:64] or secrets.token_hex(16)
+
+
+def encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+async def send_json(send: Callable[[MutableMapping[str, Any]], Awaitable[None]], status: int, body: bytes,
+                    headers: dict[str, str]) -> None:
+    """A whole JSON response (`body` as encoded)."""
+    head = {"Content-Type": "application/json", "Content-Length": str(len(body)), **headers}
+    await send({"type": "http.response.start", "status": status, "headers": encode_headers(head)})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

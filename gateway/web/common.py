@@ -34,6 +34,12 @@ class ApiError(Exception):
         return {"error": self.error, "message": self.message, "request_id": request_id, **self.extra}
 
 
+def store_unavailable(reason: str) -> ApiError:
+    """A commit failed (writer.StoreUnavailable): nothing of the request was stored; a 200 always means stored."""
+    return ApiError(503, "store_unavailable", f"nothing of this request was stored: {reason}; retry later",
+                    headers={"Retry-After": "5"}, retry_after_seconds=5)
+
+
 def bad_param(exc: ParamError) -> ApiError:
     return ApiError(400, "invalid_param", exc.message, param=exc.param)
 
@@ -193,7 +199,12 @@ def writer_only() -> None:
     the writer's URL (before the key is looked at or the body read)."""
     from ..handle import current_gateway
 
-    view = current_gateway().view
+    writer_only_on(current_gateway())
+
+
+def writer_only_on(gw: Gateway) -> None:
+    """`writer_only` for a route served below Quart (ingest: POST and /ws/ingest)."""
+    view = gw.view
     if view.edge:
         url = view.writer_url
         raise ApiError(421, "wrong_role", "this gateway is a cluster edge: ingest and webhooks are served by the "

@@ -13,7 +13,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..writer import StoreUnavailable
-from .common import ApiError, quota_headers
+from .common import ApiError, quota_headers, store_unavailable
 
 logger = logging.getLogger("gateway.access")
 app_logger = logging.getLogger("gateway.web")
@@ -133,9 +133,8 @@ def install(app: QuartTrio) -> None:
         return _error_response(exc)
 
     @app.errorhandler(StoreUnavailable)
-    async def store_unavailable(exc: StoreUnavailable) -> Response:  # a 200 always means stored
-        return _error_response(ApiError(503, "store_unavailable", f"nothing of this request was stored: {exc.reason}; "
-                                        "retry later", headers={"Retry-After": "5"}, retry_after_seconds=5))
+    async def on_store_unavailable(exc: StoreUnavailable) -> Response:  # a 200 always means stored
+        return _error_response(store_unavailable(exc.reason))
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

@@ -1,4 +1,4 @@
-"""The stream routes (SSE and WebSocket), served by a small ASGI handler in front of Quart.
+"""The stream routes (SSE and WebSocket) and ingest, served by a small ASGI handler in front of Quart.
 
 Why below Quart: a stream lives for hours and Quart's per-request machinery (request and
 response objects, a nursery and two extra tasks) cost ~11 KiB per idle connection and CPU
@@ -9,12 +9,14 @@ Per stream: parse the query into the same multi-dict the filters take, authentic
 the same key forms, gate, validate (errors leave in the usual envelope with the request id
 and CORS headers), take a cap slot, then send the body while one small task watches for
 the client's disconnect. The slot is released in `finally`, however the stream ends.
+
+Ingest (POST /v1/ingest/odds|pbp, ingest_http.py; /ws/ingest, ingest_ws.py) is here for
+the same reason: a one-quote push cost more in Quart's machinery than in its commit.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import aclosing
@@ -27,12 +29,14 @@ from ..auth import ApiKey
 from ..core.frames import dumps
 from ..handle import Gateway
 from ..streaming import StreamSession
-from .asgi_scope import Args, Headers
+from .asgi_scope import Args, Headers, encode_headers, request_id, send_json
 from .asgi_websocket import AsgiWebSocket
 from .common import ApiError, key_from, resolve_key
 from .detached import detach
 from .direct import CURRENT_CONNECTION, DirectWriter, plain_socket_fd
 from .errors import access_log, cors_headers
+from .ingest import KINDS as INGEST_KINDS
+from .ingest_http import serve_ingest
 from .sse import SSE_HEADERS, acquire_slot, drops_plan, odds_plan, pbp_plan, sse_body, steam_plan
 
 Scope = MutableMapping[str, Any]
@@ -63,6 +67,9 @@ class StreamsApp:
                 if match:
                     await self.stream(scope, receive, send, plan, match.group(1))
                     return
+        if scope["type"] == "http" and scope["path"] in INGEST_KINDS:  # every method: 405 and OPTIONS too
+            await serve_ingest(self.gw, scope, receive, send, INGEST_KINDS[scope["path"]])
+            return
         elif scope["type"] == "websocket":
             match = WS_ROUTE.match(scope["path"])
             if match:
@@ -78,7 +85,7 @@ class StreamsApp:
         headers = Headers(scope["headers"])
         query = scope["query_string"].decode("latin-1")
         params = parse_qs(query, keep_blank_values=True)
-        rid = (headers.get("x-request-id") or "")[:64] or secrets.token_hex(16)
+        rid = request_id(headers)
         extra = {"X-Request-ID": rid, **cors_headers(scope["path"], headers.get("origin"),
                                                       gw.config.server.cors_origins)}
         full_path = scope["path"] + ("?" + query if query else "")
@@ -103,7 +110,7 @@ class StreamsApp:
             if conn is not None and plain_socket_fd(conn) is None:
                 conn = None  # TLS or an unknown server: stay on the normal path
             await send({"type": "http.response.start", "status": 200,
-                        "headers": _encode({**SSE_HEADERS, **extra})})
+                        "headers": encode_headers({**SSE_HEADERS, **extra})})
             del headers, params, extra  # held for the stream's whole life otherwise
             async def idle() -> bool:  # only http.disconnect can arrive on a GET's receive()
                 return bool((await receive())["type"] == "http.disconnect")
@@ -139,11 +146,4 @@ class StreamsApp:
 
 
 async def _send_error(send: Send, exc: ApiError, rid: str, extra: dict[str, str]) -> None:
-    body = dumps(exc.body(rid)).encode()
-    headers = {"Content-Type": "application/json", "Content-Length": str(len(body)), **exc.headers, **extra}
-    await send({"type": "http.response.start", "status": exc.status, "headers": _encode(headers)})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    await send_json(send, exc.status, dumps(exc.body(rid)).encode(), {**exc.headers, **extra})
