@@ -81,9 +81,12 @@ class DropsBefore:
 COVERAGE = {"fanduel": "game_line", "draftkings": "game_line"}
 
 
-def market_pass(steam_threshold: int = 10) -> Callable[[list[Quote]], int]:
-    """Drops, market state and steam, as the writer runs them per batch."""
+def market_pass(steam_threshold: int = 10, steam_on: bool = True) -> Callable[[list[Quote]], int]:
+    """Drops, market state and (with `steam_on`) steam, as the writer runs them per batch: one
+    quote at a time in a loop (the `counting` variants use the detector's list comprehension)."""
     det, steam = DropDetector(COVERAGE), SteamDetector(threshold=steam_threshold)
+    if not steam_on:
+        steam_threshold = 10**9  # the same loop, no drop reaches the steam detector
 
     def run(batch: list[Quote]) -> int:
         observe, observe_steam, n = det.observe, steam.observe, 0
@@ -142,6 +145,8 @@ def main() -> None:
     for name, make, data in (
             ("drops only, before issue 15", lambda: counting(DropsBefore(COVERAGE)), batches),
             ("drops only, with market state", lambda: counting(DropDetector(COVERAGE)), batches),
+            (f"writer's loop + {args.suspended:.0%} suspensions, no steam", lambda: market_pass(steam_on=False),
+             mixed),
             (f"drops + steam + {args.suspended:.0%} suspensions", market_pass, mixed)):
         best, out = best_of(args.repeat, make, data)
         results[name] = best
@@ -150,6 +155,9 @@ def main() -> None:
     base = results["drops only, before issue 15"]
     for name, t in results.items():
         print(f"{name:40s} {(t / base - 1) * 100:+.1f} % CPU against drops only before issue 15")
+    loop = results[f"writer's loop + {args.suspended:.0%} suspensions, no steam"]
+    print(f"steam itself: {(results[f'drops + steam + {args.suspended:.0%} suspensions'] / loop - 1) * 100:+.1f} % "
+          "CPU against the same loop without it")
 
 
 if __name__ == "__main__":

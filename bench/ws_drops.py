@@ -196,7 +196,8 @@ def stop_server(server: Server, keep: bool) -> None:
 def measure(args: argparse.Namespace, transport: str, sports: list[str]) -> dict[str, Any]:
     """One run on a fresh server; prints its table and returns its figures."""
     nofile = raise_nofile(max(4096, args.subscribers * 2 + 1024))
-    server = start_server(keep_tmp=args.keep)
+    overrides = {tuple(kv.split("=", 1)[0].split(".", 1)): kv.split("=", 1)[1] for kv in args.set}
+    server = start_server(overrides, keep_tmp=args.keep)  # type: ignore[arg-type]
     procs: list[mp.process.BaseProcess] = []
     try:
         targets = subscriber_targets(server, transport, sports, args.subscribers, args.threshold)
@@ -382,6 +383,8 @@ def add_load_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--threshold", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (DB, server log)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a config override, e.g. server.gc_young_threshold=700 (CPython's default)")
     add_quiet_args(ap)
 
 

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import sqlite_utils
+
 from .config import TierConfig
 
 KEY_PREFIX = "gw_"
@@ -66,14 +68,11 @@ def create_key(conn: sqlite3.Connection, *, name: str, tier: str, tiers: Mapping
 
 
 def list_keys(conn: sqlite3.Connection) -> list[dict[str, object]]:
-    rows = conn.execute(
-        "SELECT name, prefix, tier, scopes, created_ms, revoked_ms FROM api_keys ORDER BY id"
-    ).fetchall()
-    return [
-        {"name": r[0], "prefix": r[1] + "...", "tier": r[2], "scopes": r[3], "created_ms": r[4],
-         "revoked": r[5] is not None}
-        for r in rows
-    ]
+    """Every key's listing (never the key): a cold path, read with sqlite-utils."""
+    rows = sqlite_utils.Database(conn)["api_keys"].rows_where(
+        select="name, prefix, tier, scopes, created_ms, revoked_ms", order_by="id")
+    return [{"name": r["name"], "prefix": r["prefix"] + "...", "tier": r["tier"], "scopes": r["scopes"],
+             "created_ms": r["created_ms"], "revoked": r["revoked_ms"] is not None} for r in rows]
 
 
 def revoke_key(conn: sqlite3.Connection, key_or_name: str, now_ms: int | None = None) -> str:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from . import dbtools, gcstats
-from .auth import KeyError_, create_key, delete_key_named, list_keys, revoke_key
+from .auth import KeyError_, create_key, delete_key_named, list_keys, revoke_key, set_tier
 from .config import Config, ConfigError, load_config, redacted_url
 from .resources import default_config_path
 from .startup import StartupError, check_database_exists, check_database_location, find_exception, preflight
@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     ks.add_parser("list", parents=[common], help="list keys (never the keys themselves)")
     revoke = ks.add_parser("revoke", parents=[common], help="revoke a key by key or name")
     revoke.add_argument("key_or_name")
+    set_tier_cmd = ks.add_parser("set-tier", parents=[common], help="move a key to another tier (its streams "
+                                 "the new tier lacks end within 2 s)")
+    set_tier_cmd.add_argument("key_or_name")
+    set_tier_cmd.add_argument("tier")
     replay = sub.add_parser("replay", parents=[common], help="serve the gateway fed by a JSONL recording")
     replay.add_argument("file", type=Path)
     replay.add_argument("--speed", type=float, default=1.0)
@@ -205,6 +209,9 @@ def _keys(args: argparse.Namespace, config: Config) -> int:
             for row in store.read_sync(list_keys):
                 state = "revoked" if row["revoked"] else "active"
                 print(f"{row['name']}\t{row['prefix']}\t{row['tier']}\t{row['scopes'] or '-'}\t{state}")
+        elif args.keys_command == "set-tier":
+            name = store.write_fn_sync(lambda c: set_tier(c, args.key_or_name, args.tier, config.tiers))
+            print(f"key {name!r} is now tier {args.tier}")
         else:
             name = store.write_fn_sync(lambda c: revoke_key(c, args.key_or_name))
             print(f"revoked key {name!r}")

@@ -244,3 +244,15 @@ def test_a_websocket_to_an_unknown_path_gets_404(tmp_path: Path) -> None:
         assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
         assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "not_found"
         assert "Not within a request context" not in srv.log_text()
+
+
+def test_a_hypercorn_without_the_patched_internals_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The patches check every internal they rely on before patching anything."""
+    from hypercorn.trio.tcp_server import TCPServer
+
+    from gateway.web import hypercorn_patches
+
+    monkeypatch.setattr(hypercorn_patches, "_installed", False)
+    monkeypatch.delattr(TCPServer, "_read_data")
+    with pytest.raises(hypercorn_patches.HypercornMismatch, match=r"Hypercorn \S+ lacks TCPServer._read_data"):
+        hypercorn_patches.install()

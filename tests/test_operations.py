@@ -107,6 +107,12 @@ def test_cli_keys_lifecycle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "bot1" in listing and key not in listing and "active" in listing
     assert main(["keys", "create", "--tier", "gold", "--name", "x", "--db", db]) == 2
     assert "unknown tier 'gold'" in capsys.readouterr().err
+    assert main(["keys", "set-tier", "bot1", "pro", "--db", db]) == 0
+    assert "now tier pro" in capsys.readouterr().out
+    assert main(["keys", "set-tier", "bot1", "gold", "--db", db]) == 2
+    assert "unknown tier 'gold'" in capsys.readouterr().err
+    assert main(["keys", "list", "--db", db]) == 0
+    assert "\tpro\t" in capsys.readouterr().out
     assert main(["keys", "revoke", "bot1", "--db", db]) == 0
     assert main(["keys", "list", "--db", db]) == 0
     assert "revoked" in capsys.readouterr().out

@@ -129,10 +129,12 @@ async def test_a_slow_client_at_ten_times_the_conflation_sees_the_same_final_boa
                     for row in ev.data["data"]:
                         fast[(row["event_id"], row["bookmaker"], row["kind"])] = row
                 slow.update(fast)
+                pushing = trio.current_time()
                 for i, p in enumerate(prices):
                     book = books[i % 3]
                     await push(c, ingest, [quote(p, book=book), quote(p + 200, outcome="away", book=book)])
                     await trio.sleep(0.01)
+                pushed_in = trio.current_time() - pushing
                 final_id = None
                 while fast_count < len(prices):
                     ev = await next_of(ea, "odds_update")
@@ -145,7 +147,9 @@ async def test_a_slow_client_at_ten_times_the_conflation_sees_the_same_final_boa
                     slow_ids.append(int(ev.data["id"]))
                     _apply(slow, ev.data)
     assert slow == fast
-    assert slow_ids == sorted(set(slow_ids)) and len(slow_ids) < fast_count / 2
+    assert slow_ids == sorted(set(slow_ids)) and len(slow_ids) <= fast_count
+    if pushed_in < 0.8:  # the pushes came about every 10 ms (a loaded machine may be slower): merged
+        assert len(slow_ids) < fast_count / 2
 
 
 async def test_ws_subscribe_sets_conflation_and_format(gateway: Running) -> None:

@@ -55,6 +55,7 @@ from .direct import (
     CURRENT_CONNECTION,
     DirectWriter,
     attach,
+    nothing,
     plain_socket_fd,
     run_direct,
     send_unless_cut,
@@ -147,8 +148,22 @@ async def _serve_socket(gw: Gateway, ws: AsgiWebSocket, sport_key: str, *, live:
     finally:
         if not detached:
             slot.release()
+            conn_done(locals().get("conn"), slot)
     logger.info("ws %s key=%s closed %d", ws.path, api_key.name, code)
     await close_and_linger(ws, code, reason)
+
+
+def conn_done(conn: WsConnection | None, slot: Slot) -> None:
+    """Break the references a finished stream holds in a cycle (its slot calls back into it,
+    its writer and connection point at each other), so that it is freed at once rather than
+    by a rare full GC pass (bench/cap_accounting.py)."""
+    slot.on_end = None
+    if conn is not None:
+        conn.slot = conn.session = None
+        conn.plan.snapshot = None  # a bound method of conn
+        if conn.direct is not None:
+            conn.direct.conn.gw_direct = None
+            conn.direct.wakeup = nothing
 
 
 async def close_and_linger(ws: Any, code: int, reason: str) -> None:

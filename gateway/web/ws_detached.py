@@ -118,6 +118,9 @@ async def _run(c: WsConnection, own: trio.socket.SocketType, frames: FrameReader
         if c.session is not None:
             c.session.close()
         slot.release()
+        from .ws import conn_done
+
+        conn_done(c, slot)
         own.close()
         gw.detached_open -= 1
         gw.detached_gone.set()
