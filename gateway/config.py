@@ -76,6 +76,7 @@ class StreamsConfig:
     direct_backlog_bytes: int = 4 * 1024 * 1024  # unsent bytes before a client is cut as slow
     detach_live_streams: bool = True  # live SSE streams leave Hypercorn's per-connection machinery
     write_stall_timeout_s: float = 30.0  # a stream whose socket takes no byte for this long is closed
+    keep_alive_ingest: bool = True  # after a 200, a keep-alive connection's ingest POSTs skip Hypercorn
 
 
 @dataclass(frozen=True, kw_only=True)
