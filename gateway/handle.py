@@ -48,6 +48,8 @@ class Gateway:
     detached: trio.Nursery | None = None
     detached_open: int = 0
     detached_gone: trio.Event = field(default_factory=trio.Event)
+    ingest_kept: int = 0  # keep-alive ingest connections served without Hypercorn (ingest_keepalive.py)
+    ingest_kept_total: int = 0
     # resumes replay one page at a time across the process (streaming.py)
     replay_slots: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(1))
     limits: Limits | None = None  # per-server connection limits and their counters (hypercorn_patches.py)

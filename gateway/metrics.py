@@ -93,6 +93,10 @@ def _gc_pauses() -> Iterator[Metric]:
 
 def _connections(gw: Gateway) -> Iterator[Metric]:
     """What hostile or broken clients cost: tasks, pending connections, cuts (hypercorn_patches.py)."""
+    yield GaugeMetricFamily("gateway_ingest_kept_connections", "Keep-alive ingest connections served without Hypercorn",
+                            value=gw.ingest_kept)
+    yield CounterMetricFamily("gateway_ingest_kept", "Ingest connections taken off Hypercorn after a 200",
+                              value=gw.ingest_kept_total)
     yield GaugeMetricFamily("gateway_tasks", "Trio tasks in the process", value=_count_tasks())
     limits = gw.limits
     if limits is None:

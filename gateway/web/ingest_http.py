@@ -74,35 +74,27 @@ async def serve_ingest(gw: Gateway, scope: MutableMapping[str, Any], receive: Re
         status, answer, body, key_name = await answer_post(gw, kind, headers, query, rid, read)
         if status == 499:
             return _log(scope, method, path, query, status, started, key_name, rid)
-        if whole:
-            await send_json(send, status, body, {**answer, **out})
-        else:  # refused before its body was read (401, 413, 429...)
-            await _refuse(receive, send, headers, gw.config.server.max_body_bytes, status, body, {**answer, **out})
-        if status == 200 and gw.config.streams.keep_alive_ingest:
-            from .ingest_keepalive import take_over
+        if not whole:  # refused before its body was read (401, 413, 429...)
+            await _refuse(receive, send, status, body, {**answer, **out})
+        else:
+            if status == 200 and gw.config.streams.keep_alive_ingest:
+                from .ingest_keepalive import take_over  # (it imports this module)
 
-            take_over(gw, CURRENT_CONNECTION.get())  # the connection's next POSTs skip Hypercorn
+                # answered by the kept connection's task, which serves its next POSTs without
+                # Hypercorn; Hypercorn's own answer below then meets a closed socket
+                take_over(gw, CURRENT_CONNECTION.get(), status, {**answer, **out}, body)
+            await send_json(send, status, body, {**answer, **out})
     _log(scope, method, path, query, status, started, key_name, rid)
 
 
-async def _refuse(receive: Receive, send: Send, request: Headers, limit: int, status: int, body: bytes,
-                  headers: dict[str, str]) -> None:
-    """Answer a request whose body was not read. A body within `limit` that comes within a
-    second is read and dropped first, so that the connection goes on (a feeder told 429 keeps
-    its connection). Otherwise the answer says `Connection: close`, while what of the body
-    still comes is dropped: Hypercorn's reader hands the body to this app through a queue of
-    a few chunks, and sending the answer waits for the connection's lingering close, which
-    waits for that reader, which would wait for us to take a chunk (a client still sending
-    a refused 4 MiB body waited a second, or for ever, for its 413)."""
-    with trio.move_on_after(1.0):
-        try:
-            await read_body(receive, request, limit)
-        except (ApiError, ClientLeft):
-            pass
-        else:
-            await send_json(send, status, body, headers)
-            return
-
+async def _refuse(receive: Receive, send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
+    """Answer at once a request refused before its body was read (401, 413, 429...), with
+    `Connection: close`, dropping what of its body still comes meanwhile: Hypercorn's reader
+    hands the body to this app through a queue of a few chunks, and sending the answer waits
+    for the connection's lingering close, which waits for that reader, which would wait for
+    us to take a chunk (a client still sending a refused 4 MiB body waited a second, or for
+    ever, for its 413). Hypercorn closes such a connection whatever the answer says; saying
+    so tells the client not to send on it."""
     async def drop() -> None:
         while (await receive()).get("more_body", False):
             pass

@@ -43,9 +43,10 @@ import trio
 
 from ..handle import Gateway
 from .asgi_scope import Headers, request_id
+from .common import ApiError
 from .direct import plain_socket_fd
 from .errors import access_log, cors_headers
-from .hypercorn_patches import _admit
+from .hypercorn_patches import LINGER_S, _admit
 from .ingest import KINDS
 from .ingest_http import ClientLeft, answer_post, too_large
 from .proxies import TrustedProxies
@@ -54,8 +55,6 @@ logger = logging.getLogger(__name__)
 
 KEEP_ALIVE_S = 75.0  # as Hypercorn's keep_alive_timeout (app.py)
 MAX_HEAD = 16 * 1024  # as h11's largest incomplete event
-_TIMEOUT_BODY = (b'{"error":"request_timeout","message":"the request body stalled past its timeout; the '
-                 b'connection is closed","request_id":""}\n')
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +96,12 @@ class KeptConn:
         return self
 
 
-def take_over(gw: Gateway, tcp: Any) -> bool:
-    """After a 200 to an ingest POST: take the connection off Hypercorn if it is a plain
-    HTTP/1.1 connection with nothing under way (no await: nothing happens meanwhile)."""
+def take_over(gw: Gateway, tcp: Any, status: int, headers: dict[str, str], body: bytes) -> bool:
+    """Instead of answering a 200 to an ingest POST through Hypercorn: take the connection off
+    it, if it is a plain HTTP/1.1 connection whose request is read and with nothing after it,
+    and let our task write the answer and serve what follows. Taken before the answer is
+    written, so that no next request can be under way (after it, the client's next request
+    won the race against the app's task most of the time). No await: nothing happens meanwhile."""
     if tcp is None or gw.detached is None or gw.shutting_down or plain_socket_fd(tcp) is None:
         return False
     protocol = getattr(getattr(tcp, "protocol", None), "protocol", None)
@@ -108,9 +110,10 @@ def take_over(gw: Gateway, tcp: Any) -> bool:
     if not isinstance(conn, h11.Connection) or any(part is None for part in hypercorn):
         return False
     trailing, closed = conn.trailing_data
-    if (conn.our_state is not h11.IDLE or conn.their_state is not h11.IDLE or trailing or closed
-            or getattr(protocol, "stream", True) is not None or not getattr(tcp, "gw_reading", False)
-            or getattr(tcp, "gw_read_done", False) or tcp.send_lock.locked() or hypercorn[2].terminated.is_set()):
+    if (conn.our_state is not h11.SEND_RESPONSE or conn.their_state is not h11.DONE or trailing or closed
+            or not getattr(tcp, "gw_reading", False) or getattr(tcp, "gw_read_done", False)
+            or tcp.send_lock.locked() or hypercorn[2].terminated.is_set()
+            or getattr(protocol, "keep_alive_requests", 0) >= hypercorn[1].keep_alive_max_requests):
         return False
     try:
         raw = socket.socket(fileno=os.dup(tcp.stream.socket.fileno()))
@@ -121,18 +124,24 @@ def take_over(gw: Gateway, tcp: Any) -> bool:
     proxies = TrustedProxies(gw.config.server.trusted_proxies) if gw.config.server.trusted_proxies else None
     kept = KeptConn(raw, hypercorn, proxies, peer)  # type: ignore[arg-type]
     gw.detached_open += 1
-    gw.detached.start_soon(_run, gw, kept)
-    tcp.stream.socket.close()  # Hypercorn lets go of the connection; ours keeps it open
+    gw.ingest_kept += 1
+    gw.ingest_kept_total += 1
+    gw.detached.start_soon(_run, gw, kept, _response(status, headers, body))
+    # Hypercorn lets go: its reader ends, and what the app sends it next meets a closed socket
+    tcp.stream.socket.close()
     return True
 
 
-async def _run(gw: Gateway, kept: KeptConn) -> None:
+async def _run(gw: Gateway, kept: KeptConn, first: bytes) -> None:
     handed_back = False
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_shutdown, gw, kept)
-            handed_back = await _serve(gw, kept)
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_shutdown, gw, kept)
+                handed_back = await _send(gw, kept.raw, first) and await _serve(gw, kept)
+                nursery.cancel_scope.cancel()
+        finally:
+            gw.ingest_kept -= 1
         if handed_back:
             await _hand_back(kept)
     except Exception:
@@ -195,32 +204,55 @@ async def _answer(gw: Gateway, kept: KeptConn, r: Request) -> bool:
     rid = request_id(r.headers)
     out = {"X-Request-ID": rid, **cors_headers(KIND_PATHS[r.kind], r.headers.get("origin"),
                                                 gw.config.server.cors_origins)}
-    keep = True
+    whole = False
 
     async def read(limit: int) -> bytes:
-        nonlocal keep
+        nonlocal whole
         if r.content_length > limit:
-            keep = False  # the body stays unread: nothing more can follow on this connection
             raise too_large(limit)
-        return await _read_exactly(gw, kept.raw, r.content_length)
+        data = await _read_exactly(gw, kept.raw, r.content_length)
+        whole = True
+        return data
 
-    try:
-        status, headers, body, key_name = await answer_post(gw, r.kind, r.headers, r.query, rid, read)
-    except _Stalled:
-        status, headers, body, key_name, keep = 408, {"Connection": "close"}, _TIMEOUT_BODY, "-", False
+    status, headers, body, key_name = await answer_post(gw, r.kind, r.headers, r.query, rid, read)
     if status == 499:
         _log(kept, r, status, started, "-", rid)
         return False
-    if not keep or kept.stopping:
-        headers = {**headers, "Connection": "close"}
-        keep = False
+    if whole or status == 408 or r.content_length > gw.config.server.max_body_bytes or kept.stopping:
+        if not whole or kept.stopping:
+            headers = {**headers, "Connection": "close"}
+        ok = await _send(gw, kept.raw, _response(status, {**headers, **out}, body))
+        _log(kept, r, status, started, key_name, rid)
+        if ok and not whole and status != 408:
+            await _linger(kept.raw)  # a 413: the client may still be sending what we refused
+        return ok and whole and not kept.stopping
+    # refused before its body was read (401, 429, 503): answered at once, then the body is
+    # read and dropped (within body_timeout_s) so that the connection goes on
     ok = await _send(gw, kept.raw, _response(status, {**headers, **out}, body))
     _log(kept, r, status, started, key_name, rid)
-    return ok and keep
+    try:
+        await _read_exactly(gw, kept.raw, r.content_length)
+    except (ApiError, ClientLeft):
+        return False
+    return ok
 
 
-class _Stalled(Exception):
-    """The body stopped arriving for `body_timeout_s`."""
+async def _linger(raw: socket.socket) -> None:
+    """A lingering close: a client still sending a body it was refused reads the answer before
+    our close turns what it sends next into a reset (RFC 9112, 9.6)."""
+    try:
+        raw.shutdown(socket.SHUT_WR)
+    except OSError:
+        return
+    with trio.move_on_after(LINGER_S):
+        while True:
+            try:
+                if not raw.recv(65536):
+                    return
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(raw)
+            except OSError:
+                return
 
 
 async def _read_exactly(gw: Gateway, raw: socket.socket, n: int) -> bytes:
@@ -234,7 +266,9 @@ async def _read_exactly(gw: Gateway, raw: socket.socket, n: int) -> bytes:
             if waited.cancelled_caught:
                 if gw.limits is not None:
                     gw.limits.timed_out += 1
-                raise _Stalled from None
+                raise ApiError(408, "request_timeout", "the request body stalled past its timeout "
+                               f"([server] body_timeout_s = {gw.config.server.body_timeout_s:g}); the connection is "
+                               "closed") from None
             continue
         except OSError:
             raise ClientLeft from None
