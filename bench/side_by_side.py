@@ -4,6 +4,7 @@
                                  [--ladder 5000,10000,...] [--servers gateway,starlette,nchan]
                                  [--duration 8] [--warmup 2] [--p99-limit 100] [--no-profile]
                                  [--starlette-stack standard|plain] [--no-pin] [--json FILE]
+                                 [--unbatched [--publishers 4]] [--repeat 1]
 
 Needs the peers: `pip install -e '.[bench]'` and `apt-get install nginx libnginx-mod-nchan`.
 
@@ -27,6 +28,16 @@ The same workload for the three servers, one server at a time, with the same loa
     keep-alive connection (one write, then the replies are read).
   If a request takes longer than a tick, the next one carries everything due (the rate holds).
   The peers' events are shaped like the gateway's drop frames (same fields, ~560 B).
+- `--unbatched` (issue 19): one event per request for every server instead (the gateway: a
+  POST /v1/ingest/odds of exactly one flat quote; starlette: a POST /publish of a one-event
+  list; nchan: one POST /pub), sent open loop as bench/ingest_cost.py does: event i is due at
+  start + i/R and goes out on the first idle one of `--publishers` (4) persistent HTTP/1.1
+  keep-alive connections, each with at most one request in flight (taken round robin, so
+  each stays in use; the gateway serves a keep-alive ingest connection without Hypercorn
+  after its first 200). Each event is stamped just before its request is sent. With
+  `--topics 1` every event reaches every subscriber: deliveries/s = R x N, e.g.
+  `--subscribers 200 --topics 1 --ladder 40000` is 200 events/s, and the verdict lines check
+  issue 19's targets at 200 x 200/s and 1000 x 50/s (gateway against nchan, run by run).
 - Per server, a ladder of deliveries/s targets; a fresh server and fresh subscribers per
   step; `--warmup` s of load, then a `--duration` s window. A step passes if every
   subscriber connected, every event stamped in the window reached every subscriber of its
@@ -41,8 +52,12 @@ The same workload for the three servers, one server at a time, with the same loa
   client-bound. The machine is shared: each step first waits (bounded) for it to be quiet,
   and a failed step that ran beside more than `--retry-above` cores of other load runs again.
 - "pub lag": how long events waited in the publisher past their due time because the
-  previous request had not returned (the gateway's ingest POST returns after the commit);
-  that wait is not in the latency, which starts at the stamp.
+  previous request had not returned (the gateway's ingest POST returns after the commit;
+  unbatched: because no publisher connection was idle); that wait is not in the latency,
+  which starts at the stamp. "RTT": a request's round trip, send -> whole reply (batched
+  nchan: a tick's pipelined POSTs).
+- `--repeat K` runs every step K times, the servers alternating within each round; the
+  unbatched verdicts pair the gateway's and nchan's steps of the same round.
 
 At the end: a table per step, each server's ceiling (the most deliveries/s of a passing
 step) and the ratios asked for by the issue; then, unless --no-profile, a py-spy profile of
@@ -62,6 +77,7 @@ import random
 import re
 import resource
 import select
+import selectors
 import shutil
 import signal
 import socket
@@ -69,6 +85,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -234,7 +251,7 @@ def run_subscribers(conn: Connection, host: str, port: int, targets: list[tuple[
         raw = s.raw
         if not raw and s.need == 0:  # fast path: whole chunks, as the servers write them
             pos, n, chunks = 0, len(data), 0
-            parts = []
+            parts: list[bytes] = []
             while pos < n:
                 eol = data.find(b"\r\n", pos)
                 if eol < 0:
@@ -410,11 +427,39 @@ def _dechunk_slow(s: _Sub) -> int:
 
 # == the load client: the publisher process ==========================================================
 
+_LEN = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
+_CHUNKED = re.compile(rb"(?i)\r\ntransfer-encoding:\s*chunked")
+
+
+def _take_reply(buf: bytearray) -> tuple[int, bytes] | None:
+    """One whole HTTP/1.1 reply off the front of `buf` (Content-Length, chunked or bodiless):
+    (status, body), or None while it is incomplete."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = bytes(buf[:end])
+    status = int(head.split(b" ", 2)[1])
+    m = _LEN.search(head)
+    if m:
+        size = int(m.group(1))
+        if len(buf) < end + 4 + size:
+            return None
+        body = bytes(buf[end + 4:end + 4 + size])
+        del buf[:end + 4 + size]
+        return status, body
+    if _CHUNKED.search(head):
+        stop = buf.find(b"\r\n0\r\n\r\n", end)
+        if stop < 0:
+            return None
+        body = _dechunk(bytes(buf[end + 4:stop + 7]))
+        del buf[:stop + 7]
+        return status, body
+    del buf[:end + 4]
+    return status, b""
+
+
 class RawHTTP:
     """One keep-alive HTTP/1.1 connection: write requests (pipelined or not), read N replies."""
-
-    _LEN = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
-    _CHUNKED = re.compile(rb"(?i)\r\ntransfer-encoding:\s*chunked")
 
     def __init__(self, host: str, port: int) -> None:
         self.sock = socket.create_connection((host, port), timeout=60)
@@ -424,33 +469,15 @@ class RawHTTP:
     def exchange(self, data: bytes, replies: int) -> list[tuple[int, bytes]]:
         self.sock.sendall(data)
         out: list[tuple[int, bytes]] = []
-        buf = self.buf
         while len(out) < replies:
-            end = buf.find(b"\r\n\r\n")
-            if end >= 0:
-                head = bytes(buf[:end])
-                status = int(head.split(b" ", 2)[1])
-                m = self._LEN.search(head)
-                if m:
-                    size = int(m.group(1))
-                    if len(buf) >= end + 4 + size:
-                        out.append((status, bytes(buf[end + 4:end + 4 + size])))
-                        del buf[:end + 4 + size]
-                        continue
-                elif self._CHUNKED.search(head):
-                    stop = buf.find(b"\r\n0\r\n\r\n", end)
-                    if stop >= 0:
-                        out.append((status, _dechunk(bytes(buf[end + 4:stop + 7]))))
-                        del buf[:stop + 7]
-                        continue
-                else:
-                    out.append((status, b""))
-                    del buf[:end + 4]
-                    continue
+            got = _take_reply(self.buf)
+            if got is not None:
+                out.append(got)
+                continue
             data_in = self.sock.recv(262144)
             if not data_in:
                 raise ConnectionError("server closed the publisher connection")
-            buf += data_in
+            self.buf += data_in
         return out
 
     def close(self) -> None:
@@ -501,10 +528,55 @@ def _market(topics: list[str], events_per_topic: int, seed: int) -> list[_Key]:
     return keys
 
 
+def _move(k: _Key, rng: random.Random) -> tuple[int, int, int]:
+    """Move key k by 1-9 cents (back towards its centre once 60 cents off it):
+    (previous price, new price, delta in cents)."""
+    off = k.cents - k.center
+    sign = -1 if off > 60 else 1 if off < -60 else rng.choice((-1, 1))
+    delta = sign * rng.randint(1, 9)
+    prev = cents_to_price(k.cents)
+    k.cents += delta
+    return prev, cents_to_price(k.cents), delta
+
+
+Move = tuple[_Key, int, int, int]  # (key, previous price, new price, delta cents)
+
+
+def _request(kind: str, topics: list[str], batch: list[Move], ts: int, first_id: int,
+             post: Callable[[str, bytes], bytes]) -> tuple[bytes, int]:
+    """The bytes that publish `batch`, stamped `ts`, and how many replies they get:
+    the gateway one POST of flat quotes, starlette one POST of a JSON list, nchan one POST
+    per event (pipelined when the batch has several)."""
+    if kind == "gateway":
+        body = "[" + ",".join(f'{k.gateway_prefix}{new},"observed_at_ms":{ts}}}' for k, _, new, _ in batch) + "]"
+        return post("/v1/ingest/odds", body.encode()), 1
+    events = []
+    for i, (k, prev, new, delta) in enumerate(batch):
+        events.append(f'{k.head}"prev":{prev},"new":{new},"delta":{delta},"prior_price":{prev},'
+                      f'"new_price":{new},"delta_cents":{abs(delta)},'
+                      f'"direction":"{"toward_favorite" if delta < 0 else "toward_dog"}",{k.mid}'
+                      f'"last_update":{ts},"timestamp":{ts},"elapsed_ms":{ts - k.last_ms},'
+                      f'"id":{first_id + i}}}')
+        k.last_ms = ts
+    if kind == "starlette":
+        body = "[" + ",".join(f'{{"topic":"{topics[m[0].topic]}","data":{e}}}'
+                              for m, e in zip(batch, events, strict=True)) + "]"
+        return post("/publish", body.encode()), 1
+    return b"".join(post(f"/pub?id={topics[m[0].topic]}", e.encode()) for m, e in zip(batch, events, strict=True)), \
+        len(batch)
+
+
+def _lag_pcts(lag_ms: list[float]) -> dict[int, float]:
+    lag_ms.sort()
+    return {q: lag_ms[min(len(lag_ms) - 1, int(len(lag_ms) * q / 100))] if lag_ms else math.nan for q in (50, 99)}
+
+
 def run_publisher(conn: Connection, kind: str, host: str, port: int, api_key: str, *, rate: float,
                   interval_s: float, topics: list[str], events_per_topic: int, seed: int,
-                  max_batch: int = 5000) -> None:
-    """The publisher process. -> ("ready", {}); <- ("go", t0_ms, t1_ms, stop_at_s); -> ("result", dict)."""
+                  max_batch: int = 5000, unbatched: bool = False, connections: int = 4) -> None:
+    """The publisher process. -> ("ready", {}); <- ("go", t0_ms, t1_ms, stop_at_s); -> ("result", dict).
+    Batched (the default): one request per `interval_s` tick on one connection. `unbatched`:
+    one event per request, open loop over `connections` keep-alive connections."""
     keys = _market(topics, events_per_topic, seed)
     rng = random.Random(seed + 1)
     http = RawHTTP(host, port)
@@ -526,6 +598,21 @@ def run_publisher(conn: Connection, kind: str, host: str, port: int, api_key: st
     conn.send(("ready", {"keys": len(keys), "errors": base_errors}))
     msg = conn.recv()
     t0, t1, stop_at = msg[1], msg[2], msg[3]
+    if unbatched:
+        http.close()
+        res = _publish_unbatched(kind, host, port, post, keys, rng, topics, rate=rate, connections=connections,
+                                 t0=t0, t1=t1, stop_at=stop_at)
+    else:
+        res = _publish_batched(kind, host, port, post, http, keys, rng, topics, rate=rate, interval_s=interval_s,
+                               max_batch=max_batch, t0=t0, t1=t1, stop_at=stop_at)
+    conn.send(("result", res))
+    conn.close()
+
+
+def _publish_batched(kind: str, host: str, port: int, post: Callable[[str, bytes], bytes], http: RawHTTP,
+                     keys: list[_Key], rng: random.Random, topics: list[str], *, rate: float, interval_s: float,
+                     max_batch: int, t0: float, t1: float, stop_at: float) -> dict[str, Any]:
+    """One request per tick carrying the events due (nchan: the tick's POSTs pipelined)."""
     counts = [0] * len(topics)
     statuses: dict[int, int] = {}
     req_ms: list[float] = []
@@ -547,40 +634,13 @@ def run_publisher(conn: Connection, kind: str, host: str, port: int, api_key: st
         n = min(int(rate * tick * interval_s) - all_sent, max_batch)
         if n <= 0:
             continue
-        batch: list[_Key] = []
-        moves: list[tuple[int, int, int]] = []  # (prev price, new price, delta cents)
+        batch: list[Move] = []
         for _ in range(n):
             k = keys[seq % nkeys]
             seq += 1
-            off = k.cents - k.center
-            sign = -1 if off > 60 else 1 if off < -60 else rng.choice((-1, 1))
-            delta = sign * rng.randint(1, 9)
-            prev = cents_to_price(k.cents)
-            k.cents += delta
-            batch.append(k)
-            moves.append((prev, cents_to_price(k.cents), delta))
+            batch.append((k, *_move(k, rng)))
         ts = int(time.time() * 1000)  # the stamp, just before publishing
-        if kind == "gateway":
-            body = "[" + ",".join(f'{k.gateway_prefix}{m[1]},"observed_at_ms":{ts}}}'
-                                  for k, m in zip(batch, moves, strict=True)) + "]"
-            payload, replies = post("/v1/ingest/odds", body.encode()), 1
-        else:
-            events = []
-            for i, (k, (prev, new, delta)) in enumerate(zip(batch, moves, strict=True)):
-                events.append(f'{k.head}"prev":{prev},"new":{new},"delta":{delta},"prior_price":{prev},'
-                              f'"new_price":{new},"delta_cents":{abs(delta)},'
-                              f'"direction":"{"toward_favorite" if delta < 0 else "toward_dog"}",{k.mid}'
-                              f'"last_update":{ts},"timestamp":{ts},"elapsed_ms":{ts - k.last_ms},'
-                              f'"id":{seq - n + i + 1}}}')
-                k.last_ms = ts
-            if kind == "starlette":
-                body = "[" + ",".join(f'{{"topic":"{topics[k.topic]}","data":{e}}}'
-                                      for k, e in zip(batch, events, strict=True)) + "]"
-                payload, replies = post("/publish", body.encode()), 1
-            else:  # nchan: one message per POST, pipelined
-                payload = b"".join(post(f"/pub?id={topics[k.topic]}", e.encode())
-                                   for k, e in zip(batch, events, strict=True))
-                replies = n
+        payload, replies = _request(kind, topics, batch, ts, seq - n + 1, post)
         p0 = time.perf_counter()
         try:
             answers = http.exchange(payload, replies)
@@ -610,16 +670,146 @@ def run_publisher(conn: Connection, kind: str, host: str, port: int, api_key: st
             requests += 1
             req_ms.append(dt)
             if ok:
-                for k in batch:
+                for k, *_ in batch:
                     counts[k.topic] += 1
             else:
                 refused += n
     http.close()
-    lag_ms.sort()
-    lag = {q: lag_ms[min(len(lag_ms) - 1, int(len(lag_ms) * q / 100))] if lag_ms else math.nan for q in (50, 99)}
-    conn.send(("result", {"counts": counts, "statuses": statuses, "requests": requests, "req_ms": req_ms, "lag": lag,
-                          "refused": refused, "all_sent": all_sent}))
-    conn.close()
+    return {"counts": counts, "statuses": statuses, "requests": requests, "req_ms": req_ms, "lag": _lag_pcts(lag_ms),
+            "refused": refused, "all_sent": all_sent, "connections": 1}
+
+
+@dataclass(slots=True)
+class _PubConn:
+    sock: socket.socket
+    buf: bytearray = field(default_factory=bytearray)
+    sent_at: float = 0.0  # perf_counter when the request in flight was sent
+    ts: int = 0  # its stamp
+    topic: int = -1  # its event's topic; -1: idle
+
+
+def _pub_connect(host: str, port: int) -> _PubConn:
+    sock = socket.create_connection((host, port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setblocking(False)
+    return _PubConn(sock)
+
+
+def _publish_unbatched(kind: str, host: str, port: int, post: Callable[[str, bytes], bytes], keys: list[_Key],
+                       rng: random.Random, topics: list[str], *, rate: float, connections: int, t0: float,
+                       t1: float, stop_at: float) -> dict[str, Any]:
+    """One event per request, open loop (as bench/ingest_cost.py): event i is due at
+    start + i/rate and goes out on the first idle one of `connections` persistent HTTP/1.1
+    keep-alive connections, each with at most one request in flight (taken round robin, so
+    every connection stays in use). It is stamped just before it is sent; its lag is the
+    send time - its due time (the wait for an idle connection)."""
+    sel = selectors.DefaultSelector()
+    conns = [_pub_connect(host, port) for _ in range(max(1, connections))]
+    for c in conns:
+        sel.register(c.sock, selectors.EVENT_READ, c)
+    idle = deque(conns)
+    pending: deque[float] = deque()  # due times (perf_counter) of events waiting for a connection
+    counts = [0] * len(topics)
+    statuses: dict[int, int] = {}
+    req_ms: list[float] = []
+    lag_ms: list[float] = []
+    requests = refused = all_sent = seq = 0
+    nkeys = len(keys)
+    period = 1.0 / rate
+    start = time.perf_counter()
+    due_i = 0
+    wall = time.time
+
+    def done(c: _PubConn, status: int, ok: bool) -> None:
+        nonlocal requests, refused, all_sent
+        statuses[status] = statuses.get(status, 0) + 1
+        all_sent += 1
+        if t0 <= c.ts < t1:
+            requests += 1
+            req_ms.append((time.perf_counter() - c.sent_at) * 1000)
+            if ok:
+                counts[c.topic] += 1
+            else:
+                refused += 1
+        c.topic = -1
+
+    sending = True
+    drain_until = math.inf
+    while True:
+        now = time.perf_counter()
+        if sending and wall() >= stop_at:
+            sending = False
+            pending.clear()
+            drain_until = now + 10.0  # the replies of the requests in flight, bounded
+        if not sending and (all(c.topic < 0 for c in conns) or now >= drain_until):
+            break
+        if sending:
+            while start + due_i * period <= now:
+                pending.append(start + due_i * period)
+                due_i += 1
+            while pending and idle:
+                due = pending.popleft()
+                c = idle.popleft()
+                k = keys[seq % nkeys]
+                seq += 1
+                prev, new, delta = _move(k, rng)
+                ts = int(wall() * 1000)  # the stamp, just before publishing
+                payload, _ = _request(kind, topics, [(k, prev, new, delta)], ts, seq, post)
+                c.sent_at, c.ts, c.topic = time.perf_counter(), ts, k.topic
+                if t0 <= ts < t1:
+                    lag_ms.append(max(0.0, (c.sent_at - due) * 1000))
+                try:
+                    c.sock.sendall(payload)
+                except OSError as exc:
+                    print(f"publisher: {exc!r}", file=sys.stderr, flush=True)
+                    done(c, -1, False)
+                    sel.unregister(c.sock)
+                    c.sock.close()
+                    conns[conns.index(c)] = c = _pub_connect(host, port)
+                    sel.register(c.sock, selectors.EVENT_READ, c)
+                    idle.append(c)
+            timeout = 0.05 if pending or not idle else min(0.05, max(0.0, start + due_i * period - time.perf_counter()))
+        else:
+            timeout = 0.05
+        for sk, _mask in sel.select(timeout):
+            c = sk.data
+            try:
+                data = c.sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:  # the server closed it: the request in flight failed; a new connection
+                print(f"publisher: the server closed a connection (in flight: {c.topic >= 0})", file=sys.stderr,
+                      flush=True)
+                if c.topic >= 0:
+                    done(c, -1, False)
+                sel.unregister(c.sock)
+                c.sock.close()
+                with contextlib.suppress(ValueError):
+                    idle.remove(c)
+                conns[conns.index(c)] = c = _pub_connect(host, port)
+                sel.register(c.sock, selectors.EVENT_READ, c)
+                idle.append(c)
+                continue
+            c.buf += data
+            while c.topic >= 0 and (got := _take_reply(c.buf)) is not None:
+                status, body = got
+                ok = status in (200, 201, 202)
+                if ok and kind != "nchan":
+                    try:
+                        ok = json.loads(body).get("accepted", 1) == 1
+                    except ValueError:
+                        ok = False
+                done(c, status, ok)
+                idle.append(c)
+    sel.close()
+    for c in conns:
+        with contextlib.suppress(OSError):
+            c.sock.close()
+    unanswered = sum(1 for c in conns if c.topic >= 0 and t0 <= c.ts < t1)
+    return {"counts": counts, "statuses": statuses, "requests": requests, "req_ms": req_ms, "lag": _lag_pcts(lag_ms),
+            "refused": refused + unanswered, "all_sent": all_sent, "connections": len(conns)}
 
 
 # == the servers ===================================================================================
@@ -859,13 +1049,15 @@ def run_step(args: argparse.Namespace, kind: str, target: float, nofile: int, pr
             os.sched_setaffinity(0, all_cpus - {min(all_cpus)})
     ctx = mp.get_context("fork")
     procs: list[mp.process.BaseProcess] = []
-    res: dict[str, Any] = {"server": kind, "target": target, "events_s": rate, "pinned": pin}
+    res: dict[str, Any] = {"server": kind, "target": target, "events_s": rate, "pinned": pin,
+                           "subscribers": n, "topics": len(topics), "unbatched": args.unbatched}
     try:
         pub_parent, pub_child = ctx.Pipe()
         pub = ctx.Process(target=run_publisher, name="publisher",
                           args=(pub_child, kind, HOST, srv.port, srv.pub_key),
                           kwargs={"rate": rate, "interval_s": 0.02, "topics": topics,
-                                  "events_per_topic": args.events_per_topic, "seed": args.seed})
+                                  "events_per_topic": args.events_per_topic, "seed": args.seed,
+                                  "unbatched": args.unbatched, "connections": args.publishers})
         pub.start()
         procs.append(pub)
         ready = _recv(pub_parent, "ready", 60, pub)
@@ -879,11 +1071,11 @@ def run_step(args: argparse.Namespace, kind: str, target: float, nofile: int, pr
         for c in range(args.clients):
             share = targets[c::args.clients]
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=run_subscribers, name=f"client-{c}",
-                            args=(child, HOST, srv.port, share, nofile, kind == "gateway"))
-            p.start()
-            procs.append(p)
-            clients.append((p, parent))
+            client = ctx.Process(target=run_subscribers, name=f"client-{c}",
+                                 args=(child, HOST, srv.port, share, nofile, kind == "gateway"))
+            client.start()
+            procs.append(client)
+            clients.append((client, parent))
         t = time.monotonic()
         conn_stats = [_recv(parent, "connected", 90, p) for p, parent in clients]
         res["connect_s"] = time.monotonic() - t
@@ -897,9 +1089,9 @@ def run_step(args: argparse.Namespace, kind: str, target: float, nofile: int, pr
         pub_parent.send(("go", t0_ms, t1_ms, t1 + 0.05))
         for _, parent in clients:
             parent.send(("window", t0_ms, t1_ms, t1 + args.drain))
-        ut0 = {p.name: _user_sys(p.pid) for p in procs}
+        ut0 = {p.name: _user_sys(p.pid or 0) for p in procs}
         meter = CpuMeter({"server": srv.pid})
-        cmeter = CpuMeter({p.name: p.pid for p in procs}, tree=False)
+        cmeter = CpuMeter({p.name: p.pid or 0 for p in procs}, tree=False)
         time.sleep(max(0.0, t0 - time.time()))
         system = SystemCpu()
         system.start()
@@ -912,7 +1104,7 @@ def run_step(args: argparse.Namespace, kind: str, target: float, nofile: int, pr
         time.sleep(max(0.0, t1 - time.time()))
         cpu = meter.stop()["server"]
         ccpu = cmeter.stop()
-        ut1 = {p.name: _user_sys(p.pid) for p in procs}
+        ut1 = {p.name: _user_sys(p.pid or 0) for p in procs}
         machine = system.stop()
         percpu1 = _per_cpu()
         rss2 = rss_kib(srv.pid)
@@ -956,6 +1148,7 @@ def run_step(args: argparse.Namespace, kind: str, target: float, nofile: int, pr
         "p50": hp[50], "p90": hp[90], "p99": hp[99], "max": hp[100],
         "p50_srv": hs[50], "p99_srv": hs[99],
         "req_p50": rq[len(rq) // 2] if rq else math.nan, "req_p99": rq[int(len(rq) * 0.99)] if rq else math.nan,
+        "req_mean": sum(rq) / len(rq) if rq else math.nan, "pub_connections": pres["connections"],
         "requests_s": pres["requests"] / dur,
         "pub_lag_p50": pres["lag"][50], "pub_lag_p99": pres["lag"][99],
         "pub_statuses": pres["statuses"], "refused": pres["refused"],
@@ -1003,7 +1196,10 @@ def _line(r: dict[str, Any]) -> str:
     cc = "/".join(f"{c:.0f}" for c in r["client_cpu"])
     return (f"{r['server']:9s} target {r['target']:>8,.0f}/s: {r['deliveries_s']:>9,.0f} deliveries/s, "
             f"delivered/expected {r['ratio']:.4f}, p50 {r['p50']:.1f} p99 {r['p99']:.1f} max {r['max']:.1f} ms, "
-            f"server CPU {r['cpu']:.0f}% ({r['us_per_delivery']:.1f} us/delivery), clients {cc}%, "
+            f"server CPU {r['cpu']:.0f}% ({r['us_per_delivery']:.1f} us/delivery), "
+            f"publisher {r['requests_s']:.0f} req/s on {r['pub_connections']} conn, round trip mean "
+            f"{r['req_mean']:.2f} p99 {r['req_p99']:.1f} ms, lag p50/p99 {r['pub_lag_p50']:.1f}/"
+            f"{r['pub_lag_p99']:.1f} ms, clients {cc}%, "
             f"(kernel {100 * r['client_sys_share']:.0f}%), publisher {r['pub_cpu']:.0f}%, "
             f"other load {r['other_cores']:.2f} cores, steal {r['steal']:.0f}%, "
             f"cores busy server/load {r['server_core_busy']:.0f}/{r['load_core_busy']:.0f}% "
@@ -1026,6 +1222,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="bisection steps between each server's best pass and first failure")
     ap.add_argument("--budget", type=float, default=480.0, help="stop starting steps after this many s")
     ap.add_argument("--events-per-topic", type=int, default=4)
+    ap.add_argument("--unbatched", action="store_true",
+                    help="one event per request for every server, open loop over --publishers connections")
+    ap.add_argument("--publishers", type=int, default=4,
+                    help="with --unbatched: persistent keep-alive publisher connections, one request in flight each")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run every ladder step this many times (the servers alternate within each round)")
     ap.add_argument("--starlette-stack", default="standard", choices=("standard", "plain"),
                     help="uvicorn[standard] (uvloop + httptools, the default) or plain (asyncio + h11)")
     ap.add_argument("--seed", type=int, default=1)
@@ -1052,25 +1254,32 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.subscribers} subscribers on {args.topics} topics, {args.clients} client processes; "
           f"window {args.duration:g} s after {args.warmup:g} s warm-up; pass: nothing lost and p99 < "
           f"{args.p99_limit:g} ms", flush=True)
+    if args.unbatched:
+        print(f"unbatched: one event per request for every server, open loop over {args.publishers} keep-alive "
+              f"publisher connections (at most one request in flight each)", flush=True)
+    else:
+        print("batched: one request per 20 ms tick (nchan: the tick's one-event POSTs pipelined)", flush=True)
     nofile = raise_nofile(max(4096, args.subscribers * 2 + 1024))
     begin = time.monotonic()
     fails = dict.fromkeys(servers, 0)
     steps: list[dict[str, Any]] = []
     for target in ladder:
-        for kind in servers:
-            if fails[kind] > args.keep_going:
-                continue
-            spent = time.monotonic() - begin
-            if spent > args.budget:
-                print(f"time budget ({args.budget:g} s) spent: no more steps", flush=True)
-                break
-            r = _step(args, kind, target, nofile)
-            if r is None:
-                fails[kind] += 1
-                continue
-            steps.append(r)
-            if not r["ok"]:
-                fails[kind] += 1
+        for rep in range(max(1, args.repeat)):
+            for kind in servers:
+                if fails[kind] > args.keep_going:
+                    continue
+                spent = time.monotonic() - begin
+                if spent > args.budget:
+                    print(f"time budget ({args.budget:g} s) spent: no more steps", flush=True)
+                    break
+                r = _step(args, kind, target, nofile)
+                if r is None:
+                    fails[kind] += 1
+                    continue
+                r["rep"] = rep + 1
+                steps.append(r)
+                if not r["ok"]:
+                    fails[kind] += 1
         if all(f > args.keep_going for f in fails.values()) or time.monotonic() - begin > args.budget:
             break
     # refine: bisect between each server's best passing step and its first failing one
@@ -1087,8 +1296,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             r = _step(args, kind, mid, nofile)
             if r is not None:
+                r["rep"] = 1
                 steps.append(r)
-    steps.sort(key=lambda r: (servers.index(r["server"]), r["target"]))
+    steps.sort(key=lambda r: (servers.index(r["server"]), r["target"], r["rep"]))
 
     _report(args, servers, steps)
     if args.json:
@@ -1113,7 +1323,8 @@ def main(argv: list[str] | None = None) -> int:
 def _step(args: argparse.Namespace, kind: str, target: float, nofile: int) -> dict[str, Any] | None:
     """One step after waiting (bounded) for a quiet machine; a failed step that ran beside more
     than `--retry-above` cores of other sessions' load is run once more. None: it broke."""
-    r = None
+    r: dict[str, Any] = {}
+    attempt = 0
     for attempt in (1, 2):
         if args.step_quiet_wait > 0:
             wait_quiet(argparse.Namespace(quiet_below=args.quiet_below,
@@ -1157,17 +1368,24 @@ def _report(args: argparse.Namespace, servers: list[str], steps: list[dict[str, 
     gw = [r for r in steps if r["server"] == "gateway"]
     if gw:
         print_table("gateway: latency from the server's detection stamp (`timestamp`) and ingest POSTs", [
-            [r["target"], r["p50_srv"], r["p99_srv"], r["requests_s"], r["req_p50"], r["req_p99"]] for r in gw],
-            headers=["target/s", "p50 ms", "p99 ms", "POST/s", "POST p50 ms", "POST p99 ms"])
+            [r["target"], r["p50_srv"], r["p99_srv"], r["requests_s"], r["req_mean"], r["req_p50"], r["req_p99"]]
+            for r in gw],
+            headers=["target/s", "p50 ms", "p99 ms", "POST/s", "POST mean ms", "POST p50 ms", "POST p99 ms"])
+    print_table("per server and step: the publisher's side", [
+        [r["server"], r["target"], r.get("rep", 1), r["subscribers"], r["events_s"], r["deliveries_s"],
+         r["us_per_delivery"], r["p50"], r["p99"], _lost(r), r["requests_s"], r["pub_connections"], r["req_mean"],
+         r["req_p99"], r["pub_lag_p50"], r["pub_lag_p99"], f"{r['other_cores']:.2f}"] for r in steps],
+        headers=["server", "target/s", "run", "subs", "events/s", "deliv/s", "us/deliv", "p50 ms", "p99 ms", "lost",
+                 "req/s", "conns", "RTT mean ms", "RTT p99 ms", "lag p50 ms", "lag p99 ms", "other cores"])
     best = _ceilings(servers, steps)
     rows2 = []
     for s in servers:
-        r = best.get(s)
+        b = best.get(s)
         failed = [x for x in steps if x["server"] == s and not x["ok"]]
         nxt = f"{failed[0]['target']:,.0f}/s: {failed[0]['why']}" if failed else "-"
-        if r:
-            rows2.append([s, r["deliveries_s"], r["p50"], r["p99"], r["cpu"], r["us_per_delivery"],
-                          r["rss_per_sub_kib"], nxt])
+        if b:
+            rows2.append([s, b["deliveries_s"], b["p50"], b["p99"], b["cpu"], b["us_per_delivery"],
+                          b["rss_per_sub_kib"], nxt])
         else:
             rows2.append([s, "none passed", "-", "-", "-", "-", "-", nxt])
     print_table(f"ceilings: most deliveries/s with nothing lost and p99 < {args.p99_limit:g} ms", rows2,
@@ -1187,10 +1405,75 @@ def _report(args: argparse.Namespace, servers: list[str], steps: list[dict[str, 
         lines.append(f"gateway / {peer}: {ratio:.2f}x deliveries/s at the two ceilings (p99 {g['p99']:.1f} vs "
                      f"{p['p99']:.1f} ms); with the gateway's p99 <= {peer}'s {p['p99']:.1f} ms: {strict:.2f}x. "
                      f"Goal >= {factor:g}x at equal or lower p99: {verdict}")
-    if lines:
+    if lines and not args.unbatched:  # issue 8's goals are for the batched workload
         print("\n== the issue's ratios ==")
         for line in lines:
             print("  " + line)
+    if args.unbatched:
+        _verdicts(args, steps)
+
+
+def _lost(r: dict[str, Any]) -> str:
+    """'none' when every event stamped in the window reached every subscriber of its topic
+    exactly once, no stream ended or was evicted and every publish was accepted."""
+    if (r["delivered"] == r["expected"] and not r["ended"] and not r["evicted"] and not r["refused"]
+            and r["connected"] == r["subscribers"]):
+        return "none"
+    return (f"{r['expected'] - r['delivered']:+,}/{r['ended']}e/{r['evicted']}x/{r['refused']}r"
+            f"/{r['subscribers'] - r['connected']}nc")
+
+
+# issue 19's measurements with one event per request ("the gateway on its drop stream, nchan with
+# one event per request"), keyed by (subscribers, events/s, each to every subscriber)
+ISSUE19_BEFORE = {
+    (200, 200): "gateway 17-22 us/delivery, p50 3.4-26 ms, p99 up to 257 ms; nchan 7.5-10.7 us, p50 1.3-3.5 ms",
+    (200, 20): "gateway p50 7.3 p99 13.9 ms; nchan p50 3.9 p99 8.9 ms",
+    (1000, 50): "gateway 16 us/delivery, p50 19 p99 55 ms; nchan 12 us, p50 11 p99 47 ms",
+}
+
+
+def _verdicts(args: argparse.Namespace, steps: list[dict[str, Any]]) -> None:
+    """Issue 19's targets, per run, the gateway against nchan at the same step:
+    200 x 200/s: nothing lost, CPU per delivery <= nchan's, p50 <= nchan's + 1 ms;
+    1000 x 50/s: CPU per delivery <= nchan's and p99 < 50 ms."""
+    pairs = []
+    for g in steps:
+        if g["server"] != "gateway":
+            continue
+        for c in steps:
+            if c["server"] == "nchan" and c["target"] == g["target"] and c.get("rep") == g.get("rep"):
+                pairs.append((g, c))
+    if not pairs:
+        return
+    print("\n== issue 19: the gateway against nchan, one event per request ==")
+    for g, c in pairs:
+        key = (g["subscribers"], round(g["events_s"])) if g["topics"] == 1 else None
+        head = (f"{g['subscribers']} subscribers x {g['events_s']:g} events/s on {g['topics']} topic(s) "
+                f"({g['target']:,.0f} deliveries/s), run {g.get('rep', 1)}: gateway {g['us_per_delivery']:.1f} "
+                f"vs nchan {c['us_per_delivery']:.1f} us/delivery, p50 {g['p50']:.1f} vs {c['p50']:.1f}, p99 "
+                f"{g['p99']:.1f} vs {c['p99']:.1f} ms, lost {_lost(g)} vs {_lost(c)}")
+        print("  " + head)
+        checks: list[tuple[str, bool]] = []
+        if key == (200, 200):
+            checks = [("nothing lost", _lost(g) == "none"),
+                      (f"CPU per delivery {g['us_per_delivery']:.1f} <= nchan's {c['us_per_delivery']:.1f} us",
+                       g["us_per_delivery"] <= c["us_per_delivery"]),
+                      (f"p50 {g['p50']:.1f} <= nchan's {c['p50']:.1f} + 1 ms", g["p50"] <= c["p50"] + 1.0)]
+        elif key == (1000, 50):
+            checks = [(f"CPU per delivery {g['us_per_delivery']:.1f} <= nchan's {c['us_per_delivery']:.1f} us",
+                       g["us_per_delivery"] <= c["us_per_delivery"]),
+                      (f"p99 {g['p99']:.1f} < 50 ms", g["p99"] < 50.0)]
+        for what, ok in checks:
+            print(f"    target: {what}: {'MET' if ok else 'NOT MET'}")
+        if checks:
+            print(f"    => {'MET' if all(ok for _, ok in checks) else 'NOT MET'} "
+                  f"(other load {g['other_cores']:.2f} / {c['other_cores']:.2f} cores)")
+        elif key not in ISSUE19_BEFORE:
+            print("    (no issue 19 target at this step)")
+        else:
+            print("    (no issue 19 target at this step: figures only)")
+        if key in ISSUE19_BEFORE:
+            print(f"    issue 19's before-figures: {ISSUE19_BEFORE[key]}")
 
 
 if __name__ == "__main__":
