@@ -140,7 +140,7 @@ class TierConfig:
     pbp_sse: bool
     odds_streams: bool
     requests_per_minute: int = 600
-    # ingest's own limit (issue 19; core/ingest_limit.py): POSTs and /ws/ingest messages a second, and rows a second
+    # ingest's own limit (issue 19; core/ingest_limit.py): requests a second and rows a second
     ingest_requests_per_s: int = 100
     ingest_rows_per_s: int = 10_000
 

@@ -181,6 +181,31 @@ async def test_real_clients_reuse_a_kept_connection(gw: GatewayHandle) -> None:
     await gone(gw)
 
 
+async def test_ingest_has_its_own_rate_limit(gw: GatewayHandle) -> None:
+    """A pro key (ingest_requests_per_s = 50) sends 80 POSTs at once on one kept connection:
+    50 stored, 30 refused with 429 naming the setting and Retry-After, the connection open
+    throughout; REST's requests_per_minute (600) is not touched by it."""
+    key = gw.create_key("pro", name="pro-feeder", scopes=("ingest",))
+    statuses: list[int] = []
+    with trio.fail_after(10):
+        async with connect(gw) as conn:
+            for n in range(80):
+                await conn.send(post([quote(-120 - n, book="betmgm")], key))
+                status, headers, body = await conn.response()
+                statuses.append(status)
+                if status == 429:
+                    error = json.loads(body)
+                    assert (error["error"], error["rate_limit"], error["limit"]) == ("rate_limit",
+                                                                                    "ingest_requests_per_s", 50)
+                    assert headers["retry-after"] == "1" and "connection" not in headers
+            assert statuses.count(200) >= 50 and statuses.count(429) >= 25, statuses
+            assert statuses[:50] == [200] * 50
+        async with httpx.AsyncClient(base_url=gw.base_url, timeout=5) as c:
+            r = await c.get("/v4/sports", headers={"X-API-Key": key})
+            assert r.status_code == 200 and int(r.headers["x-requests-remaining"]) > 0
+    await gone(gw)
+
+
 def _count_stored(gw: GatewayHandle) -> int:
     import sqlite3
 

@@ -3,7 +3,7 @@
 Pure: the caller passes `now` (seconds, any monotonic clock). Two token buckets per key,
 each holding one second's worth at most (`burst`, at least MIN_BURST requests):
 
-- requests: one token per request (POST or `/ws/ingest` message);
+- requests: one token per ingest request;
 - rows: one token per row the request carries (flat quotes, plays, or each outcome of a
   The Odds API event list). A request may take more rows than the bucket holds, so that a
   big batch is never refused for ever: it needs only as many tokens as the bucket can hold

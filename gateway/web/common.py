@@ -203,7 +203,7 @@ def writer_only() -> None:
 
 
 def writer_only_on(gw: Gateway) -> None:
-    """`writer_only` for a route served below Quart (ingest: POST and /ws/ingest)."""
+    """`writer_only` for a route served below Quart (ingest: POST /v1/ingest/*)."""
     view = gw.view
     if view.edge:
         url = view.writer_url

@@ -1,5 +1,6 @@
-"""HTTP push ingest, the part every transport shares: POST /v1/ingest/odds and /v1/ingest/pbp
-(ingest_http.py) and the messages of /ws/ingest (ingest_ws.py), for keys with the `ingest` scope.
+"""HTTP push ingest, the part both carriers share: POST /v1/ingest/odds and /v1/ingest/pbp
+through Hypercorn (ingest_http.py) and on kept keep-alive connections (ingest_keepalive.py),
+for keys with the `ingest` scope.
 
 Each row is validated on its own: good rows are stored, bad rows come back with their index
 and reason. A body that is not a JSON list stores nothing. The answer is sent after the

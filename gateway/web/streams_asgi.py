@@ -10,7 +10,7 @@ the same key forms, gate, validate (errors leave in the usual envelope with the 
 and CORS headers), take a cap slot, then send the body while one small task watches for
 the client's disconnect. The slot is released in `finally`, however the stream ends.
 
-Ingest (POST /v1/ingest/odds|pbp, ingest_http.py; /ws/ingest, ingest_ws.py) is here for
+Ingest (POST /v1/ingest/odds|pbp, ingest_http.py and ingest_keepalive.py) is here for
 the same reason: a one-quote push cost more in Quart's machinery than in its commit.
 """
 
