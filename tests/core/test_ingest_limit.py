@@ -9,7 +9,8 @@ def test_requests_come_in_bursts_of_one_second_then_at_the_rate() -> None:
     lim = IngestLimiter()
     assert all(lim.request(1, 50, 0.0) is None for _ in range(50))
     refusal = lim.request(1, 50, 0.0)
-    assert refusal is not None and (refusal.limit, refusal.per_s, refusal.burst, refusal.retry_s) == (REQUESTS, 50, 50, 1)
+    assert refusal is not None
+    assert (refusal.limit, refusal.per_s, refusal.burst, refusal.retry_s) == (REQUESTS, 50, 50, 1)
     assert lim.request(1, 50, 0.02) is None  # one token back after 1/50 s
     assert lim.request(1, 50, 0.02) is not None
     assert lim.request(2, 50, 0.0) is None  # another key has its own bucket
