@@ -270,7 +270,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
             if recorder is not None:
                 nursery.start_soon(report_recording, recorder)
             tune_gc(config)
-            _banner(url, demo_key, config, recorder, role=started[0].role)
+            _banner(url, demo_key, config, recorder, role=started[0].role, feeds=feeds)
 
     try:
         trio.run(run)
@@ -308,9 +308,10 @@ def tune_gc(config: Config) -> None:
 
 
 def _banner(url: str, demo_key: str | None, config: Config, recorder: CountingRecorder | None = None,
-            role: str = "single") -> None:
+            role: str = "single", feeds: bool = True) -> None:
+    running = ", ".join(f.type for f in config.feeds) if feeds else ""
     lines = [f"gateway listening on {url}", f"  database: {config.db_path()}",
-             f"  feeds: {', '.join(f.type for f in config.feeds) or 'none (HTTP push only)'}"]
+             f"  feeds: {running or 'none (HTTP push only)'}"]
     if config.cluster is not None:  # README "Cluster"
         redis_at = redacted_url(config.cluster.redis_url)
         if role == "edge":

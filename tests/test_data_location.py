@@ -19,6 +19,7 @@ def test_serve_with_no_config_puts_the_database_in_the_working_directory(tmp_pat
     before = beside_shipped.stat().st_mtime_ns if beside_shipped.exists() else None
     with serving(["serve", "--port", "0"], cwd=tmp_path) as gw:
         assert gw.database == str(tmp_path / "gateway.db")  # absolute, in the banner
+        assert "feeds: simulator" in gw.banner
         assert (tmp_path / "gateway.db").is_file()
     after = beside_shipped.stat().st_mtime_ns if beside_shipped.exists() else None
     assert after == before, f"the gateway wrote {beside_shipped}"

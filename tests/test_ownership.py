@@ -150,6 +150,7 @@ def test_a_second_gateway_refuses_and_the_first_runs_on(tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
     with serving(["serve", "--db", str(db), "--port", "0", "--no-feeds"], cwd=tmp_path) as first:
         url, demo = first.url, first.demo_key
+        assert "feeds: none (HTTP push only)" in first.banner  # --no-feeds (it said "simulator")
         owner = json.loads(lock_path(str(db)).read_text())
         assert owner["pid"] == first.proc.pid and owner["address"] == url
         before = _contents(db)
