@@ -218,23 +218,24 @@ async def _answer(gw: Gateway, kept: KeptConn, r: Request) -> bool:
     if status == 499:
         _log(kept, r, status, started, "-", rid)
         return False
-    if whole or status == 408 or r.content_length > gw.config.server.max_body_bytes or kept.stopping:
-        if not whole or kept.stopping:
-            headers = {**headers, "Connection": "close"}
-        ok = await _send(gw, kept.raw, _response(status, {**headers, **out}, body))
-        _log(kept, r, status, started, key_name, rid)
-        if ok and not whole and status != 408:
-            await _linger(kept.raw)  # a 413: the client may still be sending what we refused
-        return ok and whole and not kept.stopping
-    # refused before its body was read (401, 429, 503): answered at once, then the body is
-    # read and dropped (within body_timeout_s) so that the connection goes on
+    # refused before its body was read (401, 429, 503): answered at once, then the body is read
+    # and dropped (within body_timeout_s) so that the connection goes on
+    drop_body = not whole and status != 408 and r.content_length <= gw.config.server.max_body_bytes
+    keep = (whole or drop_body) and not kept.stopping
+    if not keep:
+        headers = {**headers, "Connection": "close"}
     ok = await _send(gw, kept.raw, _response(status, {**headers, **out}, body))
     _log(kept, r, status, started, key_name, rid)
-    try:
-        await _read_exactly(gw, kept.raw, r.content_length)
-    except (ApiError, ClientLeft):
+    if not ok:
         return False
-    return ok
+    if drop_body and keep:
+        try:
+            await _read_exactly(gw, kept.raw, r.content_length)
+        except (ApiError, ClientLeft):
+            return False
+    elif not whole and status != 408:
+        await _linger(kept.raw)  # a 413 (or a refusal at shutdown): the client may still be sending
+    return keep
 
 
 async def _linger(raw: socket.socket) -> None:
