@@ -19,6 +19,7 @@ import contextlib
 import http.client
 import json
 import random
+import re
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -198,3 +199,45 @@ def run_loadgen(conn: Connection, host: str, port: int, key: str, *, rate: float
                           "rejected": rejected, "post_ms": post_ms.tobytes(), "all_sent": all_sent,
                           "keys": len(keys)}))
     conn.close()
+
+
+_LEN = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
+_CHUNKED = re.compile(rb"(?i)\r\ntransfer-encoding:\s*chunked")
+
+
+def take_reply(buf: bytearray) -> tuple[int, bytes] | None:
+    """One whole HTTP/1.1 reply off the front of `buf` (Content-Length, chunked or bodiless):
+    (status, body), or None while it is incomplete."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = bytes(buf[:end])
+    status = int(head.split(b" ", 2)[1])
+    m = _LEN.search(head)
+    if m:
+        size = int(m.group(1))
+        if len(buf) < end + 4 + size:
+            return None
+        body = bytes(buf[end + 4:end + 4 + size])
+        del buf[:end + 4 + size]
+        return status, body
+    if _CHUNKED.search(head):
+        stop = buf.find(b"\r\n0\r\n\r\n", end)
+        if stop < 0:
+            return None
+        body = dechunk(bytes(buf[end + 4:stop + 7]))
+        del buf[:stop + 7]
+        return status, body
+    del buf[:end + 4]
+    return status, b""
+
+
+def dechunk(raw: bytes) -> bytes:
+    out, pos = bytearray(), 0
+    while True:
+        eol = raw.index(b"\r\n", pos)
+        size = int(raw[pos:eol], 16)
+        if size == 0:
+            return bytes(out)
+        out += raw[eol + 2:eol + 2 + size]
+        pos = eol + 4 + size

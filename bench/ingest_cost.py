@@ -1,10 +1,10 @@
 """What one small ingest request costs the server (issue 19): CPU per request and round trip.
 
     python bench/ingest_cost.py [--rate 200] [--rows 1] [--connections 4] [--duration 10]
-                                [--transport http|ws|both] [--runs 3] [--profile] [--no-pin]
+                                [--runs 3] [--profile] [--no-pin]
 
 A `gateway serve --no-feeds` subprocess with no subscribers; this process is the client:
-`--connections` keep-alive connections (HTTP/1.1, or `/ws/ingest` WebSockets), each with at
+`--connections` HTTP/1.1 keep-alive connections, each with at
 most one request in flight, fed on an open-loop schedule of `--rate` requests/s (request i
 is due at start + i/rate and goes out on the first idle connection; the wait for one is
 the "queue" figure). Each request is `--rows` flat quotes, each a price move of one key of
@@ -24,7 +24,6 @@ client on the others. `--profile`: a py-spy profile of the server during the win
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
@@ -55,7 +54,7 @@ from bench._common import (
     start_server,
     wait_quiet,
 )
-from bench._loadgen import Mover, Poster, build_market
+from bench._loadgen import Mover, Poster, build_market, take_reply
 
 TARGET_CPU_US = 300.0
 TARGET_MEAN_MS = 2.0
@@ -64,7 +63,6 @@ TARGET_MEAN_MS = 2.0
 @dataclass(slots=True)
 class _Conn:
     sock: socket.socket
-    ws: bool
     buf: bytearray = field(default_factory=bytearray)
     busy: bool = False
     sent_at: float = 0.0
@@ -76,92 +74,17 @@ def _http_request(port: int, key: str, body: bytes) -> bytes:
             f"X-API-Key: {key}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-def _ws_frame(payload: bytes) -> bytes:
-    """A masked client text frame (RFC 6455 5.2)."""
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([0x81])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
-    else:
-        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
-    masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
-    return head + mask + masked
-
-
-def _ws_connect(port: int, key: str) -> socket.socket:
-    sock = socket.create_connection((HOST, port), timeout=10)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    nonce = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /ws/ingest HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Version: 13\r\nX-API-Key: {key}\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("the server closed the WebSocket handshake")
-        head += chunk
-    status = head.split(b" ", 2)[1]
-    if status != b"101":
-        raise ConnectionError(f"/ws/ingest answered {head[:200]!r}")
-    if head.index(b"\r\n\r\n") + 4 != len(head):
-        raise ConnectionError("unexpected bytes after the handshake")
-    return sock
-
-
-def _take_http(buf: bytearray) -> tuple[int, bytes] | None:
-    end = buf.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    head = bytes(buf[:end]).lower()
-    i = head.find(b"content-length:")
-    size = int(head[i + 15:head.index(b"\r\n", i) if b"\r\n" in head[i:] else len(head)].strip()) if i >= 0 else 0
-    if len(buf) < end + 4 + size:
-        return None
-    status = int(head.split(b" ", 2)[1])
-    body = bytes(buf[end + 4:end + 4 + size])
-    del buf[:end + 4 + size]
-    return status, body
-
-
-def _take_ws(buf: bytearray) -> tuple[int, bytes] | None:
-    """One unmasked server frame: (opcode, payload)."""
-    if len(buf) < 2:
-        return None
-    n, pos = buf[1] & 0x7F, 2
-    if n == 126:
-        if len(buf) < 4:
-            return None
-        n, pos = int.from_bytes(buf[2:4], "big"), 4
-    elif n == 127:
-        if len(buf) < 10:
-            return None
-        n, pos = int.from_bytes(buf[2:10], "big"), 10
-    if len(buf) < pos + n:
-        return None
-    op = buf[0] & 0x0F
-    payload = bytes(buf[pos:pos + n])
-    del buf[:pos + n]
-    return op, payload
-
-
-def run_load(port: int, key: str, mover: Mover, *, transport: str, rate: float, rows: int, connections: int,
+def run_load(port: int, key: str, mover: Mover, *, rate: float, rows: int, connections: int,
              warmup: float, duration: float, on_window: Any = None) -> dict[str, Any]:
     """The open-loop client; returns the window's figures (`on_window(start)`/`(stop)` hooks
     bracket the window, for the CPU meters)."""
-    ws = transport == "ws"
     sel = selectors.DefaultSelector()
     conns: list[_Conn] = []
     for _ in range(connections):
-        if ws:
-            sock = _ws_connect(port, key)
-        else:
-            sock = socket.create_connection((HOST, port), timeout=10)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = socket.create_connection((HOST, port), timeout=10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
-        c = _Conn(sock, ws)
+        c = _Conn(sock)
         conns.append(c)
         sel.register(sock, selectors.EVENT_READ, c)
     idle = deque(conns)  # round robin: every connection stays in use (an idle one is closed after header_timeout_s)
@@ -196,7 +119,7 @@ def run_load(port: int, key: str, mover: Mover, *, transport: str, rate: float, 
                 if c.counted:
                     sent_window += 1
                     queue_ms.append((c.sent_at - due) * 1000)
-                c.sock.sendall(_ws_frame(body) if ws else _http_request(port, key, body))
+                c.sock.sendall(_http_request(port, key, body))
             wait = max(0.0, min(start + i / rate, t1) - time.perf_counter())
             for sk, _ in sel.select(wait if not pending_due or not idle else 0):
                 c = sk.data
@@ -209,17 +132,12 @@ def run_load(port: int, key: str, mover: Mover, *, transport: str, rate: float, 
                                           f"buffer {bytes(c.buf[:300])!r}, statuses {statuses})")
                 c.buf += data
                 while True:
-                    got = _take_ws(c.buf) if ws else _take_http(c.buf)
+                    got = take_reply(c.buf)
                     if got is None:
                         break
                     code, payload = got
-                    if ws and code != 1:  # a ping (Hypercorn's), answered with a pong
-                        if code == 9:
-                            c.sock.sendall(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
-                            continue
-                        raise ConnectionError(f"/ws/ingest sent opcode {code}: {payload[:200]!r}")
                     answer = json.loads(payload)
-                    status = str(code) if not ws else str(answer.get("status", 200) if "error" in answer else 200)
+                    status = str(code)
                     if c.counted:
                         rtt.append((time.perf_counter() - c.sent_at) * 1000)
                         statuses[status] = statuses.get(status, 0) + 1
@@ -239,7 +157,7 @@ def run_load(port: int, key: str, mover: Mover, *, transport: str, rate: float, 
             "bad": bad}
 
 
-def one_run(args: argparse.Namespace, transport: str, run: int) -> dict[str, Any]:
+def one_run(args: argparse.Namespace, run: int) -> dict[str, Any]:
     all_cpus = os.sched_getaffinity(0)
     pin = args.pin and len(all_cpus) >= 2
     if pin:
@@ -284,7 +202,7 @@ def one_run(args: argparse.Namespace, transport: str, run: int) -> dict[str, Any
                 profile.append(profile_server(server.pid, max(1.0, args.duration - 1), tag="ingest-cost"))
 
             threading.Thread(target=prof, daemon=True).start()
-        res = run_load(server.port, key, mover, transport=transport, rate=args.rate, rows=args.rows,
+        res = run_load(server.port, key, mover, rate=args.rate, rows=args.rows,
                        connections=args.connections, warmup=args.warmup, duration=args.duration,
                        on_window=on_window)
         if profile or args.profile:
@@ -301,7 +219,7 @@ def one_run(args: argparse.Namespace, transport: str, run: int) -> dict[str, Any
     ncpu = os.cpu_count() or 1
     rtt = res["rtt"]
     return {
-        "transport": transport, "run": run, "requests": done, "requests_s": done / window,
+        "run": run, "requests": done, "requests_s": done / window,
         "cpu_pct": marks["cpu"], "cpu_us": cpu_s / done * 1e6 if done else float("nan"),
         "mean": sum(rtt) / done if done else float("nan"), "p50": percentile(rtt, 50), "p99": percentile(rtt, 99),
         "max": max(rtt, default=float("nan")), "queue_p99": percentile(res["queue_ms"], 99),
@@ -320,7 +238,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--transport", default="http", choices=("http", "ws", "both"))
     ap.add_argument("--tier", default="enterprise")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=TOML",
@@ -333,35 +250,31 @@ def main(argv: list[str] | None = None) -> int:
     print_machine()
     print(f"{args.rate:g} requests/s of {args.rows} quote(s) over {args.connections} connections; "
           f"{args.duration:g} s window after {args.warmup:g} s; no subscribers", flush=True)
-    transports = ("http", "ws") if args.transport == "both" else (args.transport,)
     results = []
     for run in range(args.runs):
-        for transport in transports:
-            r = one_run(args, transport, run)
-            results.append(r)
-            print(f"run {run + 1} {transport}: {r['requests_s']:.0f} requests/s, server CPU {r['cpu_pct']:.1f}% "
-                  f"= {r['cpu_us']:.0f} us per request; round trip mean {r['mean']:.2f} p50 {r['p50']:.2f} "
-                  f"p99 {r['p99']:.2f} max {r['max']:.1f} ms; statuses {r['statuses']}, accepted {r['accepted']}; "
-                  f"other load {r['other_cores']:.2f} cores", flush=True)
-            for b in r["bad"]:
-                print(f"  e.g. {b}")
-            if r["profile"]:
-                print(r["profile"])
-    rows = [[r["transport"], r["run"] + 1, r["requests_s"], r["cpu_pct"], r["cpu_us"], r["mean"], r["p50"],
+        r = one_run(args, run)
+        results.append(r)
+        print(f"run {run + 1}: {r['requests_s']:.0f} requests/s, server CPU {r['cpu_pct']:.1f}% "
+              f"= {r['cpu_us']:.0f} us per request; round trip mean {r['mean']:.2f} p50 {r['p50']:.2f} "
+              f"p99 {r['p99']:.2f} max {r['max']:.1f} ms; statuses {r['statuses']}, accepted {r['accepted']}; "
+              f"other load {r['other_cores']:.2f} cores", flush=True)
+        for b in r["bad"]:
+            print(f"  e.g. {b}")
+        if r["profile"]:
+            print(r["profile"])
+    rows = [[r["run"] + 1, r["requests_s"], r["cpu_pct"], r["cpu_us"], r["mean"], r["p50"],
              r["p99"], r["max"], r["queue_p99"], json.dumps(r["statuses"]), f"{r['other_cores']:.2f}"]
             for r in results]
     print_table("ingest cost per request", rows, headers=[
-        "transport", "run", "req/s", "srv CPU%", "us/request", "mean ms", "p50 ms", "p99 ms", "max ms",
+        "run", "req/s", "srv CPU%", "us/request", "mean ms", "p50 ms", "p99 ms", "max ms",
         "queue p99 ms", "statuses", "other cores"])
-    for transport in transports:
-        mine = [r for r in results if r["transport"] == transport]
-        cpu = [r["cpu_us"] for r in mine]
-        mean = [r["mean"] for r in mine]
-        ok = all(r["statuses"].keys() == {"200"} for r in mine)
-        print(f"{transport}: {fmt(min(cpu), 0)}-{fmt(max(cpu), 0)} us of server CPU per request "
-              f"(target <= {TARGET_CPU_US:g}: {'MET' if max(cpu) <= TARGET_CPU_US else 'NOT MET'}), mean round trip "
-              f"{min(mean):.2f}-{max(mean):.2f} ms (target < {TARGET_MEAN_MS:g}: "
-              f"{'MET' if max(mean) < TARGET_MEAN_MS else 'NOT MET'}), every answer 200: {ok}")
+    cpu = [r["cpu_us"] for r in results]
+    mean = [r["mean"] for r in results]
+    ok = all(r["statuses"].keys() == {"200"} for r in results)
+    print(f"{fmt(min(cpu), 0)}-{fmt(max(cpu), 0)} us of server CPU per request "
+          f"(target <= {TARGET_CPU_US:g}: {'MET' if max(cpu) <= TARGET_CPU_US else 'NOT MET'}), mean round trip "
+          f"{min(mean):.2f}-{max(mean):.2f} ms (target < {TARGET_MEAN_MS:g}: "
+          f"{'MET' if max(mean) < TARGET_MEAN_MS else 'NOT MET'}), every answer 200: {ok}")
     return 0
 
 

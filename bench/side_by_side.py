@@ -113,7 +113,7 @@ from bench._common import (
     start_server,
     wait_quiet,
 )
-from bench._loadgen import build_market, cents_to_price
+from bench._loadgen import build_market, cents_to_price, take_reply
 
 SERVERS = ("gateway", "starlette", "nchan")
 SUBS_PER_KEY = 400  # gateway enterprise keys: 1000 streams per key, 600-request burst
@@ -427,37 +427,6 @@ def _dechunk_slow(s: _Sub) -> int:
 
 # == the load client: the publisher process ==========================================================
 
-_LEN = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
-_CHUNKED = re.compile(rb"(?i)\r\ntransfer-encoding:\s*chunked")
-
-
-def _take_reply(buf: bytearray) -> tuple[int, bytes] | None:
-    """One whole HTTP/1.1 reply off the front of `buf` (Content-Length, chunked or bodiless):
-    (status, body), or None while it is incomplete."""
-    end = buf.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    head = bytes(buf[:end])
-    status = int(head.split(b" ", 2)[1])
-    m = _LEN.search(head)
-    if m:
-        size = int(m.group(1))
-        if len(buf) < end + 4 + size:
-            return None
-        body = bytes(buf[end + 4:end + 4 + size])
-        del buf[:end + 4 + size]
-        return status, body
-    if _CHUNKED.search(head):
-        stop = buf.find(b"\r\n0\r\n\r\n", end)
-        if stop < 0:
-            return None
-        body = _dechunk(bytes(buf[end + 4:stop + 7]))
-        del buf[:stop + 7]
-        return status, body
-    del buf[:end + 4]
-    return status, b""
-
-
 class RawHTTP:
     """One keep-alive HTTP/1.1 connection: write requests (pipelined or not), read N replies."""
 
@@ -470,7 +439,7 @@ class RawHTTP:
         self.sock.sendall(data)
         out: list[tuple[int, bytes]] = []
         while len(out) < replies:
-            got = _take_reply(self.buf)
+            got = take_reply(self.buf)
             if got is not None:
                 out.append(got)
                 continue
@@ -482,17 +451,6 @@ class RawHTTP:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def _dechunk(raw: bytes) -> bytes:
-    out, pos = bytearray(), 0
-    while True:
-        eol = raw.index(b"\r\n", pos)
-        size = int(raw[pos:eol], 16)
-        if size == 0:
-            return bytes(out)
-        out += raw[eol + 2:eol + 2 + size]
-        pos = eol + 4 + size
 
 
 @dataclass(slots=True)
@@ -793,7 +751,7 @@ def _publish_unbatched(kind: str, host: str, port: int, post: Callable[[str, byt
                 idle.append(c)
                 continue
             c.buf += data
-            while c.topic >= 0 and (got := _take_reply(c.buf)) is not None:
+            while c.topic >= 0 and (got := take_reply(c.buf)) is not None:
                 status, body = got
                 ok = status in (200, 201, 202)
                 if ok and kind != "nchan":
