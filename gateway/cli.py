@@ -154,6 +154,9 @@ def _logging(args: argparse.Namespace) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)
+    # neither format shows them: a record would otherwise call getpid() and look up its
+    # thread and process names (an access-log line per ingest request)
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
 
 
 # exceptions whose message is the whole story: one line, exit 2 (traceback with -v)

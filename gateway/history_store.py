@@ -22,17 +22,26 @@ from .core.history import Series
 _SeriesKey = tuple[str, str, str, str, str, float | None]  # event_id, book, market, outcome, player, point
 HistoryRow = tuple[str, str, str, str, str, float | None, int, int]
 PRUNE_CHUNK = 50_000  # rows per delete transaction
+# an event's last_ms (what pruning goes by) is rewritten once it is this far behind, not on
+# every change: one UPDATE and one page less in most commits, for pruning up to a minute early
+LAST_MS_GRAIN = 60_000
 
 
 class HistorySeries:
     def __init__(self) -> None:
         self._events: dict[str, list[int]] = {}  # event_id -> [code, next series number]
+        self._last_ms: dict[int, int] = {}  # event code -> its last_ms as stored
+        self._pending_last_ms: dict[int, int] = {}
         self._series: dict[_SeriesKey, tuple[int, int]] = {}  # -> (event code, number)
         self._pending_events: dict[str, list[int]] = {}
         self._pending_series: dict[_SeriesKey, tuple[int, int]] = {}
 
     def load(self, conn: sqlite3.Connection) -> None:
-        self._events = {e: [c, 0] for c, e in conn.execute("SELECT code, event_id FROM history_events")}
+        self._events = {}
+        self._last_ms = {}
+        for c, e, last in conn.execute("SELECT code, event_id, last_ms FROM history_events"):
+            self._events[e] = [c, 0]
+            self._last_ms[c] = last
         by_code = {v[0]: k for k, v in self._events.items()}
         self._series = {}
         for code, n, book, market, outcome, player, point in conn.execute(
@@ -50,6 +59,7 @@ class HistorySeries:
             cur = conn.execute("INSERT INTO history_events (event_id, last_ms) VALUES (?, ?)", (event_id, ms))
             assert cur.lastrowid is not None
             entry = [cur.lastrowid, 0]
+            self._pending_last_ms[entry[0]] = ms
         elif event_id not in self._pending_events:
             entry = list(entry)
         self._pending_events[event_id] = entry
@@ -67,20 +77,34 @@ class HistorySeries:
         self._pending_series[key] = found
         return found
 
+    def stale_last_ms(self, last: dict[int, int]) -> list[tuple[int, int]]:
+        """(ms, code) of the events whose stored last_ms is LAST_MS_GRAIN behind `last`."""
+        out = []
+        for code, ms in last.items():
+            stored = self._pending_last_ms.get(code) or self._last_ms.get(code, 0)
+            if ms >= stored + LAST_MS_GRAIN:
+                out.append((ms, code))
+                self._pending_last_ms[code] = ms
+        return out
+
     def commit(self) -> None:
         self._events.update(self._pending_events)
         self._series.update(self._pending_series)
+        self._last_ms.update(self._pending_last_ms)
         self.rollback()
 
     def rollback(self) -> None:
         self._pending_events.clear()
         self._pending_series.clear()
+        self._pending_last_ms.clear()
 
     def forget(self, event_ids: Sequence[str]) -> None:
         """Pruned events (called in the write slot)."""
         gone = set(event_ids)
         for e in gone:
-            self._events.pop(e, None)
+            entry = self._events.pop(e, None)
+            if entry is not None:
+                self._last_ms.pop(entry[0], None)
         self._series = {k: v for k, v in self._series.items() if k[0] not in gone}
 
 
@@ -93,8 +117,9 @@ def write(conn: sqlite3.Connection, names: HistorySeries, rows: Sequence[History
         out.append((code, ms, n, price))
         last[code] = max(last.get(code, 0), ms)
     conn.executemany("INSERT OR REPLACE INTO price_history (event, ms, n, price) VALUES (?, ?, ?, ?)", out)
-    conn.executemany("UPDATE history_events SET last_ms = MAX(last_ms, ?) WHERE code = ?",
-                     [(ms, code) for code, ms in last.items()])
+    stale = names.stale_last_ms(last)
+    if stale:
+        conn.executemany("UPDATE history_events SET last_ms = MAX(last_ms, ?) WHERE code = ?", stale)
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,11 +102,19 @@ class Writer:
         self.steam = steam or SteamDetector()  # steam moves (issue 15.3), fed with every drop
         self.freshness = Freshness()
         self.final_matches: set[str] = set()
+        # event_id -> (sport, home, away, commence) as stored: an unchanged event is not
+        # rewritten with every quote (its updated_ms is when its details last changed)
+        self._stored_events: dict[str, tuple[str, str, str, int]] = {}
         self._next_seq = next_seq
         self._batch_s = batch_ms / 1000
         self._max_rows = max_batch_rows
         self._clock = clock
         self._send, self._receive = trio.open_memory_channel[_Item](1024)
+        # held by whichever task commits: this writer's task, or an ingest request committing
+        # its own rows (submit_and_wait); `_queued` counts items sent and not yet committed
+        self._lock = trio.Lock()
+        self._queued = 0
+        self.own_commits = 0  # requests that committed their rows in their own task
         self.running = False
         self.rows_committed = 0
         self.batches = 0
@@ -131,19 +139,42 @@ class Writer:
     # -- Sink ------------------------------------------------------------------------------
     async def submit_quotes(self, quotes: list[Quote], *, source: str) -> None:
         if quotes:
-            await self._send.send(_Item(quotes=quotes, source=source))
+            await self._queue(_Item(quotes=quotes, source=source))
 
     async def submit_plays(self, plays: list[Play]) -> None:
         if plays:
-            await self._send.send(_Item(plays=plays))
+            await self._queue(_Item(plays=plays))
+
+    async def _queue(self, item: _Item) -> None:
+        self._queued += 1
+        try:
+            await self._send.send(item)
+        except BaseException:
+            self._queued -= 1
+            raise
 
     async def submit_and_wait(self, quotes: list[Quote], plays: list[Play], *, source: str) -> None:
-        """Queue records and return once they are committed and published; StoreUnavailable
-        if they could not be stored (nothing of them was kept or published)."""
-        item = _Item(quotes=quotes, plays=plays, source=source, done=trio.Event())
-        await self._send.send(item)
-        assert item.done is not None
-        await item.done.wait()
+        """Return once the records are committed and published; StoreUnavailable if they could
+        not be stored (nothing of them was kept or published).
+
+        When nothing is queued or committing, and the rows are few enough for a commit in the
+        event loop's thread, the caller's task commits them itself: handing a one-quote push
+        to the writer's task and back cost two task switches, more than the commit (issue 19).
+        Otherwise they queue and join the writer's next group commit."""
+        item = _Item(quotes=quotes, plays=plays, source=source)
+        if (self.running and self._queued == 0 and self.failure is None and not self._lock.locked()
+                and len(quotes) + len(plays) <= self.store.inline_max_rows):
+            self._lock.acquire_nowait()
+            try:
+                with trio.CancelScope(shield=True):  # once built, the rows are stored and published
+                    await self._commit([item])
+            finally:
+                self._lock.release()
+            self.own_commits += 1
+        else:
+            item.done = trio.Event()
+            await self._queue(item)
+            await item.done.wait()
         if item.failed is not None:
             raise StoreUnavailable(item.failed)
 
@@ -158,25 +189,35 @@ class Writer:
                     await self._probe()
                     continue
                 items = [first]
-                rows = len(first.quotes) + len(first.plays)
-                # group commit: what queued while the last batch committed joins this one;
-                # with batch_s > 0, also wait that long for more (fewer, larger transactions)
-                deadline = trio.current_time() + self._batch_s
-                while rows < self._max_rows:
-                    item: _Item | None = None
+                try:
+                    await self._lock.acquire()  # after a request's own commit, if one is under way
                     try:
-                        item = self._receive.receive_nowait()
-                    except trio.WouldBlock:
-                        if self._batch_s > 0:
-                            with trio.move_on_at(deadline):
-                                item = await self._receive.receive()
-                    if item is None:
-                        break
-                    items.append(item)
-                    rows += len(item.quotes) + len(item.plays)
-                await self._commit(items)
+                        await self._gather(items)
+                        await self._commit(items)
+                    finally:
+                        self._lock.release()
+                finally:
+                    self._queued -= len(items)
         finally:
             self.running = False
+
+    async def _gather(self, items: list[_Item]) -> None:
+        """Group commit: what queued while the last batch committed joins this one; with
+        batch_s > 0, also wait that long for more (fewer, larger transactions)."""
+        rows = sum(len(i.quotes) + len(i.plays) for i in items)
+        deadline = trio.current_time() + self._batch_s
+        while rows < self._max_rows:
+            item: _Item | None = None
+            try:
+                item = self._receive.receive_nowait()
+            except trio.WouldBlock:
+                if self._batch_s > 0:
+                    with trio.move_on_at(deadline):
+                        item = await self._receive.receive()
+            if item is None:
+                return
+            items.append(item)
+            rows += len(item.quotes) + len(item.plays)
 
     async def _next_item(self) -> _Item | None:
         """The next queued item; None after PROBE_S of quiet while the store is failing."""
@@ -210,7 +251,11 @@ class Writer:
             except trio.WouldBlock:
                 break
         if items:
-            await self._commit(items)
+            try:
+                async with self._lock:
+                    await self._commit(items)
+            finally:
+                self._queued -= len(items)
 
     async def _commit(self, items: list[_Item]) -> None:
         """Build, store, then publish. A commit that fails publishes nothing and answers its
@@ -244,6 +289,8 @@ class Writer:
         if self.failure is not None:
             logger.warning("writer: commits succeed again (after %d failed)", self.failures)
             self.failure, self.failures = None, 0
+        for event_id, sport, home, away, commence, _ in batch.events:
+            self._stored_events[event_id] = (sport, home, away, commence)
         self.hub.publish(frames)
         for hook in self.on_commit:
             hook(frames)
@@ -280,6 +327,7 @@ class Writer:
         """Adopt state rebuilt from the store (no await: atomic for every reader)."""
         self.board.replace_with(board)
         self.detector = detector
+        self._stored_events.clear()
         self._next_seq = max(self._next_seq, last_seq + 1)
 
     # -- pure-ish batch building (runs in the trio thread; no awaits) -------------------------
@@ -333,8 +381,10 @@ class Writer:
                     self.freshness.record(item.source, sport, now, role="primary")
             for p in item.plays:
                 self._add_play(b, frames, p, now)
+        stored = self._stored_events
         for q in events.values():
-            b.events.append((q.event_id, q.sport_key, q.home_team, q.away_team, q.commence_time_ms, now))
+            if stored.get(q.event_id) != (q.sport_key, q.home_team, q.away_team, q.commence_time_ms):
+                b.events.append((q.event_id, q.sport_key, q.home_team, q.away_team, q.commence_time_ms, now))
         for market_key, outcome, status, q in statuses.frames(board):
             ev = board.events[q.event_id]
             payload = market_status_payload(ev, q.bookmaker, market_key, outcome, status, q.reason, timestamp_ms=now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -41,7 +42,17 @@ class Args:
 
 def request_id(headers: Headers) -> str:
     """The client's X-Request-ID (its first 64 characters), else a new one."""
-    return str(headers.get("x-request-id") or "")[:64] or secrets.token_hex(16)
+    return str(headers.get("x-request-id") or "")[:64] or new_request_id()
+
+
+_RID_PREFIX = secrets.token_hex(8)
+_rid_count = itertools.count(secrets.randbits(63))
+
+
+def new_request_id() -> str:
+    """32 hex digits, unique: a random prefix per process and a counter (a request id need
+    not be secret; `secrets.token_hex` cost a getrandom() call per request)."""
+    return f"{_RID_PREFIX}{next(_rid_count) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

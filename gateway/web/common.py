@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from quart import g, request
 
-from ..auth import ApiKey, burst_size, hash_key
+from ..auth import ApiKey, burst_size
 from ..core.filters import ParamError, Params
 
 if TYPE_CHECKING:
@@ -103,12 +103,11 @@ async def resolve_key(gw: Gateway, key: str | None) -> ApiKey:
 
 
 async def lookup_cached(gw: Gateway, key: str) -> ApiKey | None:
-    digest = hash_key(key)
     now = trio.current_time()
-    hit, value = gw.key_cache.get(digest, now)
+    hit, value = gw.key_cache.get(key, now)
     if not hit:
         value = await gw.view.lookup_key(key)
-        gw.key_cache.put(digest, value, now)
+        gw.key_cache.put(key, value, now)
     return value
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import time
 from urllib.parse import unquote_plus
 
@@ -13,6 +12,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..writer import StoreUnavailable
+from .asgi_scope import new_request_id
 from .common import ApiError, quota_headers, store_unavailable
 
 logger = logging.getLogger("gateway.access")
@@ -86,7 +86,7 @@ def access_log(remote: str | None, method: str, full_path: str, status: int, sta
 
 
 def _error_response(exc: ApiError) -> Response:
-    rid = getattr(g, "request_id", "") or secrets.token_hex(16)
+    rid = getattr(g, "request_id", "") or new_request_id()
     resp = jsonify(exc.body(rid))
     resp.status_code = exc.status
     for k, v in exc.headers.items():
@@ -112,7 +112,7 @@ def install(app: QuartTrio) -> None:
 
     @app.before_request
     async def start() -> None:
-        g.request_id = request.headers.get("X-Request-ID", "")[:64] or secrets.token_hex(16)
+        g.request_id = request.headers.get("X-Request-ID", "")[:64] or new_request_id()
         g.started = time.perf_counter()
         if current_gateway().shutting_down:
             raise ApiError(503, "unavailable", "the gateway is shutting down", headers={"Retry-After": "5"})

@@ -135,16 +135,21 @@ class WebhookWorker:
         self._matchers: dict[tuple[int, int, int], Matcher] = {}
         self._wake = trio.Event()
         self._persisted_at = 0.0
+        self.hooks_active = True  # as of the last pass (True until one says otherwise)
         self.watermark = 0
         self.running = False
         self.delivered = self.failed_attempts = self.disabled = self.matched = 0
 
     # -- the writer hook (runs in the writer task: must be cheap) ----------------------------
     def on_commit(self, frames: list[Frame]) -> None:
-        if any(f.stream == DROP or f.stream == STEAM for f in frames):
+        # without active webhooks a pass only moves the watermark: the POLL_S pass does that,
+        # and finds webhooks the CLI added (a pass per commit cost three store reads)
+        if self.hooks_active and any(f.stream == DROP or f.stream == STEAM for f in frames):
             self._wake.set()
 
     def wake(self) -> None:
+        """A webhook was added or changed here (the API): look now."""
+        self.hooks_active = True
         self._wake.set()
 
     # -- the task ------------------------------------------------------------------------------
@@ -183,6 +188,7 @@ class WebhookWorker:
         while True:
             hooks, rows, last = await self.store.read(partial(q.new_drops, after=self.watermark, tiers=self.tiers,
                                                               limit=READ_CHUNK))
+            self.hooks_active = bool(hooks)
             if not hooks:
                 self.watermark = max(self.watermark, last)
                 return
