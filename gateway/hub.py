@@ -203,8 +203,12 @@ class Hub:
 
     def _deliver(self, group: Group, batch: list[Frame], slow: list[Subscriber]) -> None:
         encoded: dict[Any, bytes] = {}
-        for sub in group.subs:
-            self._deliver_one(sub, batch, slow, encoded)
+        for sub in group.subs:  # the loop of a fan-out: what is per subscriber is inlined
+            deliver = sub.deliver
+            if deliver is None:
+                self._deliver_one(sub, batch, slow, encoded)
+            elif not deliver(batch, encoded):
+                slow.append(sub)
         self.delivered += len(batch) * len(group.subs)
 
     @staticmethod

@@ -98,8 +98,8 @@ class DirectWriter:
     `is_open` says whether the protocol still allows data (a WebSocket stops once a close
     frame has gone either way)."""
 
-    __slots__ = ("active", "after", "backlog", "backlog_bytes", "conn", "dead", "encode", "is_open",
-                 "max_backlog", "raw", "stall_s", "wakeup", "writes")
+    __slots__ = ("_conn", "active", "after", "backlog", "backlog_bytes", "dead", "encode", "is_open", "lock",
+                 "max_backlog", "raw", "sock", "stall_s", "wakeup", "writes")
 
     def __init__(self, conn: Any, *, encode: Encoder, max_backlog: int, stall_s: float = 30.0,
                  is_open: Callable[[], bool] | None = None) -> None:
@@ -120,6 +120,17 @@ class DirectWriter:
         self.after = 0
         conn.gw_direct = self  # Hypercorn's own writes on this socket finish our tail first
 
+    @property
+    def conn(self) -> Any:
+        return self._conn
+
+    @conn.setter
+    def conn(self, conn: Any) -> None:
+        """Hypercorn's connection, or ours once detached; its lock and socket are kept at hand
+        (read once per subscriber per publish)."""
+        self._conn = conn
+        self.lock, self.sock = conn.send_lock, conn.stream.socket
+
     def deliver(self, frames: Sequence[Frame], encoded: dict[Any, bytes] | None = None) -> bool:
         """Called by the hub (synchronously) with a publish's frames for this client and the
         bytes already encoded for its group. False: the client is too far behind."""
@@ -131,19 +142,23 @@ class DirectWriter:
             frames = [f for f in frames if f.seq is None or f.seq > after]
             if not frames:
                 return True
-            self.push(self.encode(frames))
+            data = self.encode(frames)
         elif encoded is None:
-            self.push(self.encode(frames))
+            data = self.encode(frames)
         else:
-            data = encoded.get(self.encode)
-            if data is None:
-                data = encoded[self.encode] = self.encode(frames)
-            self.push(data)
+            shared = encoded.get(self.encode)
+            if shared is None:
+                shared = encoded[self.encode] = self.encode(frames)
+            data = shared
+        if self.active and not self.lock.locked():  # push(), inlined: once per subscriber per publish
+            self._write(data)
+        else:
+            self._queue(data)
         return self.backlog_bytes <= self.max_backlog
 
     def push(self, data: bytes) -> None:
         """Write now if nothing is pending and Hypercorn is not writing, else queue in order."""
-        if self.active and not self.conn.send_lock.locked():
+        if self.active and not self.lock.locked():
             self._write(data)
         else:
             self._queue(data)
@@ -157,7 +172,7 @@ class DirectWriter:
 
     def try_write(self, data: bytes) -> bool:
         """Write now if direct writes are possible (e.g. a heartbeat); False: send it another way."""
-        if not self.active or self.conn.send_lock.locked():
+        if not self.active or self.lock.locked():
             return False
         self._write(data)
         return True
@@ -169,7 +184,7 @@ class DirectWriter:
         self.wakeup()
 
     def _write(self, chunk: bytes) -> None:
-        fd = self.conn.stream.socket.fileno()
+        fd = self.sock.fileno()
         if fd < 0 or (self.is_open is not None and not self.is_open()):
             self._die()
             return
