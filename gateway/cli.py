@@ -154,9 +154,11 @@ def _logging(args: argparse.Namespace) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)
-    # neither format shows them: a record would otherwise call getpid() and look up its
-    # thread and process names (an access-log line per ingest request)
+    # neither format shows them: a record would otherwise call getpid(), look up its thread
+    # and process names and walk the stack for its caller (an access-log line per ingest
+    # request; the logging HOWTO's "Optimization" section names these switches)
     logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
+    logging._srcfile = None  # type: ignore[attr-defined]
 
 
 # exceptions whose message is the whole story: one line, exit 2 (traceback with -v)
