@@ -88,6 +88,12 @@ def revoke_key(conn: sqlite3.Connection, key_or_name: str, now_ms: int | None = 
 
 
 def delete_key_named(conn: sqlite3.Connection, name: str) -> None:
+    """Delete a key and what it owns (its webhooks and their deliveries): api_keys ids are
+    not AUTOINCREMENT, so the next key created may get this id, and must not inherit them."""
+    for (key_id,) in conn.execute("SELECT id FROM api_keys WHERE name = ?", (name,)).fetchall():
+        conn.execute("DELETE FROM webhook_deliveries WHERE webhook_id IN (SELECT id FROM webhooks WHERE key_id = ?)",
+                     (key_id,))
+        conn.execute("DELETE FROM webhooks WHERE key_id = ?", (key_id,))
     conn.execute("DELETE FROM api_keys WHERE name = ?", (name,))
 
 

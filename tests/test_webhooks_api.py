@@ -165,3 +165,37 @@ async def test_cli_create_list_test_delete(gateway: Running, receiver: Receiver,
         assert cli("webhooks", "delete", hook_id)[0] == 0
         assert cli("webhooks", "list")[1] == ""
         assert cli("webhooks", "delete", hook_id)[0] == 2
+
+
+def test_a_deleted_key_takes_its_webhooks_and_its_id_brings_none(tmp_path: Any) -> None:
+    """The demo key is deleted and made again at each start; api_keys ids are not
+    AUTOINCREMENT, so the new key can get the old id, and must not inherit its webhooks."""
+    import sqlite3
+
+    from gateway.auth import create_key, delete_key_named
+    from gateway.config import config_from_dict
+    from gateway.store import apply_schema
+
+    tiers = config_from_dict({}).tiers
+    conn = sqlite3.connect(tmp_path / "k.db")
+    apply_schema(conn)
+
+    def hook(key_name: str) -> int:
+        key_id = conn.execute("SELECT id FROM api_keys WHERE name = ?", (key_name,)).fetchone()[0]
+        cur = conn.execute("INSERT INTO webhooks (key_id, url, filters, secret, created_ms, updated_ms) "
+                           "VALUES (?, 'http://example.com/', '{}', 's', 0, 0)", (key_id,))
+        conn.execute("INSERT INTO webhook_deliveries (id, webhook_id, event_type, body, status, created_ms, "
+                     "updated_ms) VALUES (?, ?, 'odds_drop', '{}', 'pending', 0, 0)", (f"dlv_{cur.lastrowid}",
+                                                                                      cur.lastrowid))
+        return key_id
+
+    create_key(conn, name="other", tier="enterprise", tiers=tiers)
+    create_key(conn, name="demo", tier="enterprise", tiers=tiers)
+    other, demo = hook("other"), hook("demo")
+    delete_key_named(conn, "demo")
+    create_key(conn, name="demo", tier="enterprise", tiers=tiers)
+    new_demo = conn.execute("SELECT id FROM api_keys WHERE name = 'demo'").fetchone()[0]
+    assert new_demo == demo  # the id came back: what matters is that nothing came with it
+    assert conn.execute("SELECT key_id FROM webhooks").fetchall() == [(other,)]
+    assert conn.execute("SELECT COUNT(*) FROM webhook_deliveries").fetchone()[0] == 1
+    conn.close()
