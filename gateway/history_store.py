@@ -8,7 +8,10 @@ batch go to the end of each event's range. Kept `[database] history_days` (14), 
 the stream log's resume window; pruned by age in chunks beside the writer.
 
 `HistorySeries` is the writer connection's map of series numbers (loaded at start): what a
-batch adds stays pending until its transaction commits, like the log's names.
+batch adds stays pending until its transaction commits, like the log's names. It also
+knows each series' latest change written since start (a change at or before it is written
+1 ms after it: none replaces another) and each event's stored last_ms (rewritten once a
+minute behind, not with every change).
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ class HistorySeries:
         self._events: dict[str, list[int]] = {}  # event_id -> [code, next series number]
         self._last_ms: dict[int, int] = {}  # event code -> its last_ms as stored
         self._pending_last_ms: dict[int, int] = {}
+        # (event code, number) -> time of the series' latest change written since start: a
+        # change at or before it is written 1 ms after it (two changes in one millisecond
+        # are both kept, in the order they were applied, the last one the board's price)
+        self._latest: dict[tuple[int, int], int] = {}
+        self._pending_latest: dict[tuple[int, int], int] = {}
         self._series: dict[_SeriesKey, tuple[int, int]] = {}  # -> (event code, number)
         self._pending_events: dict[str, list[int]] = {}
         self._pending_series: dict[_SeriesKey, tuple[int, int]] = {}
@@ -77,6 +85,14 @@ class HistorySeries:
         self._pending_series[key] = found
         return found
 
+    def change_ms(self, series: tuple[int, int], ms: int) -> int:
+        """When a change of `series` observed at `ms` is written: after the series' latest."""
+        latest = self._pending_latest.get(series) or self._latest.get(series)
+        if latest is not None and ms <= latest:
+            ms = latest + 1
+        self._pending_latest[series] = ms
+        return ms
+
     def stale_last_ms(self, last: dict[int, int]) -> list[tuple[int, int]]:
         """(ms, code) of the events whose stored last_ms is LAST_MS_GRAIN behind `last`."""
         out = []
@@ -91,21 +107,26 @@ class HistorySeries:
         self._events.update(self._pending_events)
         self._series.update(self._pending_series)
         self._last_ms.update(self._pending_last_ms)
+        self._latest.update(self._pending_latest)
         self.rollback()
 
     def rollback(self) -> None:
         self._pending_events.clear()
         self._pending_series.clear()
         self._pending_last_ms.clear()
+        self._pending_latest.clear()
 
     def forget(self, event_ids: Sequence[str]) -> None:
         """Pruned events (called in the write slot)."""
         gone = set(event_ids)
+        codes = set()
         for e in gone:
             entry = self._events.pop(e, None)
             if entry is not None:
                 self._last_ms.pop(entry[0], None)
+                codes.add(entry[0])
         self._series = {k: v for k, v in self._series.items() if k[0] not in gone}
+        self._latest = {k: v for k, v in self._latest.items() if k[0] not in codes}
 
 
 def write(conn: sqlite3.Connection, names: HistorySeries, rows: Sequence[HistoryRow]) -> None:
@@ -114,6 +135,7 @@ def write(conn: sqlite3.Connection, names: HistorySeries, rows: Sequence[History
     last: dict[int, int] = {}
     for event_id, book, market, outcome, player, point, ms, price in rows:
         code, n = names.series(conn, (event_id, book, market, outcome, player, point), ms)
+        ms = names.change_ms((code, n), ms)
         out.append((code, ms, n, price))
         last[code] = max(last.get(code, 0), ms)
     conn.executemany("INSERT OR REPLACE INTO price_history (event, ms, n, price) VALUES (?, ?, ?, ?)", out)

@@ -150,6 +150,24 @@ async def test_line_history_open_current_close(gateway: Running) -> None:
         assert clv["book"]["clv_probability"] > 0 and clv["provisional"] is False
 
 
+async def test_history_keeps_every_change_of_one_millisecond_in_order(gateway: Running) -> None:
+    """Two changes of one cell in the same millisecond (one request, or two fast ones) are
+    both kept, 1 ms apart; a change stamped before the latest comes after it, as the board
+    applied it (its price is the current one)."""
+    key, ingest = gateway.key(), gateway.key(scopes=("ingest",))
+    t = now_ms() - 60_000
+    async with gateway.client() as c:
+        await push(c, ingest, [quote(-110, observed_at_ms=t), quote(-120, observed_at_ms=t)])
+        await push(c, ingest, [quote(-130, observed_at_ms=t)])
+        await push(c, ingest, [quote(-140, observed_at_ms=t - 5000)])
+        r = await _history(c, key)
+        assert r.status_code == 200, r.text
+        pin = next(s for s in r.json()["series"] if s["bookmaker"] == "pinnacle")
+        assert [(x["t"], x["price"]) for x in pin["changes"]] == [(t, -110), (t + 1, -120), (t + 2, -130),
+                                                                  (t + 3, -140)]
+        assert pin["current"]["price"] == -140
+
+
 async def test_history_and_clv_bad_input(gateway: Running) -> None:
     key, ingest = gateway.key(), gateway.key(scopes=("ingest",))
     async with gateway.client() as c:
