@@ -616,11 +616,10 @@ def _publish_batched(kind: str, host: str, port: int, post: Callable[[str, bytes
         for status, _reply in answers:
             statuses[status] = statuses.get(status, 0) + 1
             ok = ok and status in (200, 201, 202)
-        if ok and kind != "nchan":
-            accepted = json.loads(answers[0][1]).get("accepted", n)
-            if accepted != n:
-                ok = False
-                refused += n - accepted
+        not_taken = n  # rows of this request the server did not take (all, unless answered 2xx)
+        if ok:
+            not_taken = n - json.loads(answers[0][1]).get("accepted", n) if kind != "nchan" else 0
+            ok = not_taken == 0
         if t0 <= ts < t1:
             per_event_ms = 1000.0 / rate
             first_due = start_wall_ms + (all_sent - n + 1) * per_event_ms  # all_sent already counts this batch
@@ -631,7 +630,7 @@ def _publish_batched(kind: str, host: str, port: int, post: Callable[[str, bytes
                 for k, *_ in batch:
                     counts[k.topic] += 1
             else:
-                refused += n
+                refused += not_taken
     http.close()
     return {"counts": counts, "statuses": statuses, "requests": requests, "req_ms": req_ms, "lag": _lag_pcts(lag_ms),
             "refused": refused, "all_sent": all_sent, "connections": 1}
