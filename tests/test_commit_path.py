@@ -160,3 +160,12 @@ def _drain(sub: Any) -> list[Any]:
             out.append(sub.receive.receive_nowait())
         except trio.WouldBlock:
             return out
+
+
+def test_the_report_without_rejections_is_what_the_encoder_writes() -> None:
+    from gateway.web.ingest_http import _body, _report
+
+    for report in ({"accepted": 1, "rejected": [], "rejected_count": 0},
+                   {"accepted": 50_000, "rejected": [], "rejected_count": 0},
+                   {"accepted": 2, "rejected": [{"index": 1, "error": "price: missing"}], "rejected_count": 1}):
+        assert _report(report) == _body(report)

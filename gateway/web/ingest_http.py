@@ -127,7 +127,7 @@ async def answer_post(gw: Gateway, kind: str, headers: Headers, query: str, rid:
         admit(gw, feeder)
         body = decode(await read(gw.config.server.max_body_bytes))
         report = await ingest(gw, feeder, kind, body)
-        return 200, quota(gw, feeder), _body(report), key_name
+        return 200, quota(gw, feeder), _report(report), key_name
     except ClientLeft:
         return 499, {}, b"", key_name  # logged as nginx does
     except Exception as exc:  # an ApiError, StoreUnavailable, or a bug (500, logged)
@@ -138,6 +138,16 @@ async def answer_post(gw: Gateway, kind: str, headers: Headers, query: str, rid:
 
 def _body(payload: dict[str, Any]) -> bytes:
     return (dumps(payload) + "\n").encode()  # as Quart's jsonify wrote it
+
+
+def _report(report: dict[str, Any]) -> bytes:
+    """`_body(report)`; without rejected rows (nearly always), without the JSON encoder."""
+    if report["rejected_count"] or list(report) != _REPORT_KEYS:
+        return _body(report)
+    return b'{"accepted":%d,"rejected":[],"rejected_count":0}\n' % report["accepted"]
+
+
+_REPORT_KEYS = ["accepted", "rejected", "rejected_count"]
 
 
 def _as_api_error(exc: BaseException, kind: str) -> ApiError:
