@@ -12,6 +12,7 @@ from gateway.cli import main
 from gateway.webhooks.signing import verify
 
 from .conftest import Running
+from .helpers import push, quote
 from .test_webhooks_delivery import Receiver, create_hook, deliveries, fast_retries, receiver
 
 __all__ = ["fast_retries", "receiver"]  # fixtures shared with the delivery tests
@@ -165,6 +166,35 @@ async def test_cli_create_list_test_delete(gateway: Running, receiver: Receiver,
         assert cli("webhooks", "delete", hook_id)[0] == 0
         assert cli("webhooks", "list")[1] == ""
         assert cli("webhooks", "delete", hook_id)[0] == 2
+
+
+@pytest.fixture
+def quick_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's idle pass every 0.2 s instead of 5 (set before the gateway starts)."""
+    from gateway.webhooks import worker
+
+    monkeypatch.setattr(worker, "POLL_S", 0.2)
+
+
+async def test_a_webhook_the_cli_creates_beside_a_running_gateway_gets_its_drops(
+        quick_poll: None, gateway: Running, receiver: Receiver, capsys: pytest.CaptureFixture[str]) -> None:
+    """With no webhook active, commits do not wake the worker (issue 19): its idle pass
+    finds one the CLI added, which then gets every drop from its creation on."""
+    gateway.key("business", name="bot1")
+    ingest = gateway.key(scopes=("ingest",))
+    async with gateway.client() as c:
+        await push(c, ingest, [quote(-110)])
+        await push(c, ingest, [quote(-160)])  # a drop before the webhook: not for it
+        code = main(["webhooks", "create", "--db", gateway.config.db_path(), "--key", "bot1", "--url", receiver.url,
+                     "--threshold", "10"])
+        assert code == 0, capsys.readouterr()
+        await push(c, ingest, [quote(-110)])  # a drop after it
+        with trio.fail_after(5):
+            while not receiver.requests:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        await trio.sleep(0.5)
+    bodies = [r.json() for r in receiver.requests]
+    assert [(b["event_type"], b["data"]["prev"], b["data"]["new"]) for b in bodies] == [("odds_drop", -160, -110)]
 
 
 def test_a_deleted_key_takes_its_webhooks_and_its_id_brings_none(tmp_path: Any) -> None:
