@@ -159,9 +159,9 @@ async def test_every_acknowledged_quote_is_stored_and_streamed(gw: GatewayHandle
                 drops += line.startswith("data:") and '"type":"odds_drop"' in line.replace(" ", "")
                 if drops == 4 * 49:  # every move after each book's first price is a drop (a price shortening)
                     break
-    # (line history keeps one price a millisecond per series, so it is not the count to check)
-    stored = await trio.to_thread.run_sync(_stored_prices, gw)
+    stored, history = await trio.to_thread.run_sync(_stored_prices, gw)
     assert stored == {f"book{i}": -110 - 49 for i in range(4)}
+    assert history == 200  # every change, even two of one millisecond
 
 
 async def test_real_clients_reuse_a_kept_connection(gw: GatewayHandle) -> None:
@@ -207,11 +207,13 @@ async def test_ingest_has_its_own_rate_limit(gw: GatewayHandle) -> None:
     await gone(gw)
 
 
-def _stored_prices(gw: GatewayHandle) -> dict[str, int]:
+def _stored_prices(gw: GatewayHandle) -> tuple[dict[str, int], int]:
+    """(each book's stored price, line-history changes)."""
     import sqlite3
 
     with sqlite3.connect(gw.gateway.config.db_path()) as db:
-        return {book: int(price) for book, price in db.execute("SELECT bookmaker, price FROM quotes")}
+        history = db.execute("SELECT COUNT(*) FROM price_history").fetchone()[0]
+        return {book: int(price) for book, price in db.execute("SELECT bookmaker, price FROM quotes")}, history
 
 
 async def test_other_requests_go_back_to_hypercorn(gw: GatewayHandle) -> None:
