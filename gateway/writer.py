@@ -1,9 +1,13 @@
-"""The writer: the one task that turns ingested records into stored, published frames.
+"""The writer: turns ingested records into stored, published frames, one batch at a time.
 
-Flow per batch (a few ms of ingest): board + drop detection (pure core) -> one SQLite
-transaction in a worker thread (quotes, events, live state, stream log with ids) ->
-after COMMIT, publish the frames to the hub. Persist, then publish: any frame a client
-sees is already in the store, so resuming by id is exact.
+Flow per batch: board + drop detection (pure core) -> one SQLite transaction (quotes,
+events, line history, stream log with ids; in the event loop's thread when small, else a
+worker thread) -> after COMMIT, publish the frames to the hub. Persist, then publish: any
+frame a client sees is already in the store, so resuming by id is exact.
+
+Batches are committed one at a time, under one lock, by the writer's task (feeds' records,
+and group commits of whatever queued) or, when nothing is queued or committing, by an
+ingest request's own task (`submit_and_wait`), which saves two task switches a push.
 """
 
 from __future__ import annotations
