@@ -23,6 +23,8 @@ from gateway.core.odds import american_to_probability, cents_delta, validate_ame
 from gateway.feeds import simulator
 from gateway.feeds.sim_baseball import advance_runners, walk_runners
 from gateway.feeds.simulator import DEFAULT_SPORTS, Simulator, run_simulator
+from gateway.livestate import live_state_rows
+from gateway.store import Store
 
 from .conftest import Running, make_config, start_gateway
 from .helpers import push, quote
@@ -319,9 +321,25 @@ async def _live_snapshot(gw: Running, key: str) -> dict[str, Any]:
         return snap
 
 
+def _stored_live_state(gw: Running, match_id: str) -> dict[str, Any]:
+    """A match's live state as the database holds it (read with no gateway running)."""
+    store = Store(gw.config.db_path(), readers=1)
+    try:
+        rows = store.read_sync(lambda conn: live_state_rows(conn, "basketball_nba", match_id))
+    finally:
+        store.close()
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
 async def test_a_restart_ends_the_games_the_last_run_left_in_play(nursery: trio.Nursery, tmp_path: Path) -> None:
     """A restarted simulator starts a new board; the games the last run had in play are ended
-    (final, last score) so that the dashboard does not show them LIVE forever."""
+    (final, last score) so that the dashboard does not show them LIVE forever.
+
+    Both runs' feeds keep playing while the test looks: the score it compares with is the one
+    the first run left in the database once stopped (a play may score between a read and the
+    stop), and the second run is looked at once its feed has committed its first plays (its
+    feed task is not done before the gateway serves)."""
     cfg = make_config(tmp_path, feeds=[{"type": "simulator", "sports": ["basketball_nba"], "interval_s": 0.2,
                                         "events_per_sport": 2}])
     with trio.fail_after(20):
@@ -330,18 +348,24 @@ async def test_a_restart_ends_the_games_the_last_run_left_in_play(nursery: trio.
         while not (before := [r for r in await _live_points(first, key)  # noqa: ASYNC110 (a client polling REST)
                               if r["state"]["status"] != "final"]):
             await trio.sleep(0.1)
-        assert {r["match_id"] for r in (await _live_snapshot(first, key))["live_state"]} == {before[0]["match_id"]}
+        match_id = before[0]["match_id"]
+        assert {r["match_id"] for r in (await _live_snapshot(first, key))["live_state"]} == {match_id}
         first.stop.set()
         await first.done.wait()
+        left = _stored_live_state(first, match_id)  # the last score of the first run
 
         second = await start_gateway(nursery, cfg, feeds=True)
-        old = {r["match_id"]: r for r in await _live_points(second, key)}[before[0]["match_id"]]
+        old = {r["match_id"]: r for r in await _live_points(second, key)}[match_id]  # ended before serving
+        while not [r for r in await _live_points(second, key)  # noqa: ASYNC110 (a client polling REST)
+                   if r["state"]["status"] != "final"]:
+            await trio.sleep(0.05)  # the new run's first plays
         snap = await _live_snapshot(second, key)
         second.stop.set()
+    assert left["state"]["status"] != "final" and int(left["score_a"]) >= int(before[0]["score_a"])  # still in play
     assert old["state"]["status"] == "final" and old["last_play"].startswith("Abandoned")
-    assert (old["score_a"], old["score_b"]) == (before[0]["score_a"], before[0]["score_b"])  # the last score stands
-    assert before[0]["match_id"] not in {r["match_id"] for r in snap["live_state"]}  # not LIVE on the dashboard
-    assert before[0]["match_id"] not in {r["event_id"] for r in snap["data"]}  # nor its prices in play
+    assert (old["score_a"], old["score_b"]) == (left["score_a"], left["score_b"])  # the last score stands
+    assert match_id not in {r["match_id"] for r in snap["live_state"]}  # not LIVE on the dashboard
+    assert match_id not in {r["event_id"] for r in snap["data"]}  # nor its prices in play
     assert snap["live_state"]  # the new run's game is
 
 

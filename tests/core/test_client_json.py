@@ -85,15 +85,23 @@ def test_unencodable_path() -> None:
     assert unencodable_path("\ud800") == ""
 
 
-def test_the_depth_check_costs_less_than_the_parse() -> None:
-    """A 4 MB body of 15,000 flat quotes: the walk adds well under the parse's own time."""
+def test_the_depth_check_costs_at_most_twice_the_parse() -> None:
+    """A 2 MB body of 15,000 flat quotes: the depth walk adds at most twice the parse's own
+    time (it adds about 1.3 times here: it visits every dict and value, the C parse is fast).
+
+    Timed in CPU time, best of 5 interleaved rounds: wall time on a loaded machine counts the
+    slices other processes ran in (one preempted round made a single-shot wall-clock
+    comparison fail), and the best round is the cost of the work, not of the scheduler or of
+    a garbage collection that happened to fall into it."""
     row = {"sport_key": "basketball_nba", "event_id": "e", "home_team": "A", "away_team": "B", "price": -110,
            "point": None, "player": None}
     text = json.dumps([row] * 15_000)
-    started = time.perf_counter()
-    json.loads(text)
-    parse_s = time.perf_counter() - started
-    started = time.perf_counter()
-    loads(text)
-    total_s = time.perf_counter() - started
-    assert total_s < 3 * parse_s + 0.05  # generous: the machine is shared
+    parse_s = total_s = float("inf")
+    for _ in range(5):
+        started = time.process_time()
+        json.loads(text)
+        parse_s = min(parse_s, time.process_time() - started)
+        started = time.process_time()
+        loads(text)
+        total_s = min(total_s, time.process_time() - started)
+    assert total_s < 3 * parse_s + 0.005, (total_s, parse_s)  # measured: ~2.3x, 2.5x at most under load
