@@ -143,6 +143,40 @@ async def test_client_messages_after_the_switch() -> None:
             assert (await c.json("heartbeat"))["type"] == "odds_update"
 
 
+async def test_a_resume_whose_replay_races_a_publish_still_reads_the_next_message(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame committed during a detached resume's replay is queued for it and replayed too:
+    the session then went live with a frame queued, could not attach, and waited for the next
+    publish (or heartbeat) before this task read the client again; the client's next resume
+    went unanswered for that long (a test hung 1 run in 12 under load)."""
+    from gateway.streaming import StreamSession
+
+    replays = 0
+    original = StreamSession._replay
+
+    async def racing_replay(self: StreamSession) -> Any:
+        nonlocal replays
+        replays += 1
+        if replays == 2:  # the resume's second pass: publish one now, after it subscribed
+            await gw.move("e1", "pinnacle", "h2h", "home", -125, -140)
+        async for chunk in original(self):
+            yield chunk
+
+    async with open_gateway() as gw:
+        await gw.move("e1", "pinnacle", "h2h", "home", -110, -125)
+        with trio.fail_after(10):
+            c = await _live(gw, "&heartbeat_s=30")
+            monkeypatch.setattr(StreamSession, "_replay", racing_replay)
+            await c.send(b'{"type":"resume","last_event_id":0}')
+            assert (await c.json("heartbeat"))["resumed_from"] == 0
+            prices = [(await c.json("heartbeat"))["data"][0]["home_ml"] for _ in range(3)]
+            assert prices == [-110, -125, -140] and replays == 2
+        with trio.fail_after(3):  # not a heartbeat (30 s) later
+            await c.send(b'{"type":"resume","last_event_id":1000000000}')
+            assert (await c.json("heartbeat"))["type"] == "connected"
+            assert (await c.json("heartbeat"))["reason"] == "unknown_id"
+
+
 @pytest.mark.parametrize(("frame", "code"), [
     (ws_frame(b'{"type":"ping"}', mask=False), 1002),  # a client must mask its frames
     (ws_frame(b"x", opcode=0x3), 1002),  # a reserved opcode

@@ -28,9 +28,10 @@ import trio
 from wsproto.connection import ConnectionState
 
 from ..auth import Slot
+from ..core.frames import Frame
 from ..streaming import StreamSession, final_frame, heartbeat
 from .detached import DetachedConn
-from .direct import FINAL_FLUSH_S, attach, nothing
+from .direct import FINAL_FLUSH_S, DirectWriter, attach, nothing
 from .ws_frames import Closing, FrameReader
 
 if TYPE_CHECKING:
@@ -200,12 +201,38 @@ async def resume(c: WsConnection) -> None:
         session.end(c.ended)
     async with aclosing(session.frames()) as batches:
         async for batch in batches:
-            if await c.send_batch(batch) or attach(session, writer):
+            if await c.send_batch(batch) or await _go_live(c, session, writer):
                 live = StreamSession(c.gw, session.plan, left=lambda: writer.dead)
                 live.sub, session.sub = session.sub, None
                 live.live, live.cursor, live.ended = True, session.cursor, session.ended
                 c.session = live
                 return
+
+
+async def _go_live(c: WsConnection, session: StreamSession, writer: DirectWriter) -> bool:
+    """Attach a session that just went live to the direct writer, sending first what was
+    published during its replay (queued for it) rather than waiting for the next publish:
+    this task reads the client's messages only once `resume` returns, and a client waiting
+    on the answer to its next resume waited a heartbeat or longer (a test hung under load).
+    True: attached, or cut meanwhile; False: not possible (the session goes on as it is)."""
+    while session.live and not writer.dead and session.sub is not None and session.sub.cut_reason is None:
+        if attach(session, writer):
+            return True
+        if await c.send_batch(_take_queued(session)):
+            return True
+    return False
+
+
+def _take_queued(session: StreamSession) -> list[Frame]:
+    """The frames queued for the session's subscriber, but those its replay already sent."""
+    assert session.sub is not None
+    queued: list[Frame] = []
+    while True:
+        try:
+            queued.append(session.sub.receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    return [f for f in queued if f.seq is None or f.seq > session.cursor]
 
 
 async def _close(c: WsConnection, own: trio.socket.SocketType, frames: FrameReader,
