@@ -7,7 +7,7 @@ Pure: standard library only. Every JSON body or message a client sends goes thro
   per level: 100,000 `[` raise RecursionError (a 500 when uncaught), and a value of several
   hundred levels that does parse breaks whatever recurses on it later (repr, encoders). The
   parser's own RecursionError is caught; the depth of what parsed is checked level by level
-  (each container visited once, cheaper than the parse itself), and only when the text has
+  (each container visited once: about 1.3x the parse itself), and only when the text has
   more openers than the limit, which small bodies never do.
 - Bytes must be UTF-8 (RFC 8259); the error says at which byte they are not.
 - With `strict_text`, every string (keys too) must be encodable as UTF-8: a JSON escape can
