@@ -228,15 +228,27 @@ class StreamSession:
             return [final_frame(sub.cut_reason)], True
         if not batch:
             return [heartbeat(len(self.gw.hub))], False
-        while len(batch) < MAX_COALESCE:
-            try:
-                batch.append(receive.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
-        if self.cursor:
-            cursor = self.cursor
-            batch = [f for f in batch if f.seq is None or f.seq > cursor]
-        return batch, False
+        return self._unsent(_take_queued(receive, batch)), False
+
+    def queued(self) -> list[Frame]:
+        """What is queued for the subscriber now (up to MAX_COALESCE frames), no await."""
+        assert self.sub is not None
+        return self._unsent(_take_queued(self.sub.receive, []))
+
+    def _unsent(self, batch: list[Frame]) -> list[Frame]:
+        """`batch` less the frames the replay already sent (live frames at or below the cursor)."""
+        cursor = self.cursor
+        return [f for f in batch if f.seq is None or f.seq > cursor] if cursor else batch
+
+
+def _take_queued(receive: Any, batch: list[Frame]) -> list[Frame]:
+    """`batch` with what is queued in `receive` after it, up to MAX_COALESCE frames in all."""
+    while len(batch) < MAX_COALESCE:
+        try:
+            batch.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    return batch
 
 
 def odds_snapshot(board: Board, sports: frozenset[str] | None, flt: Filter, *, now: int, max_age_s: int,

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..auth import ApiKey
 from ..core import client_json
@@ -28,6 +29,8 @@ from ..core.parse import RowError, count_toa_rows, parse_flat_quote, parse_pbp_r
 from ..handle import Gateway
 from ..writer import wall_ms
 from .common import ApiError, resolve_key
+
+T = TypeVar("T")
 
 MAX_ROWS = 50_000
 KINDS = {"/v1/ingest/odds": "odds", "/v1/ingest/pbp": "pbp"}  # the POST routes (served below Quart)
@@ -114,11 +117,7 @@ async def ingest(gw: Gateway, feeder: Feeder, kind: str, body: list[Any]) -> dic
     plays: list[Play] = []
     if kind == "pbp":
         _rows_allowed(gw, feeder, len(body))
-        for i, row in enumerate(body):
-            try:
-                plays.append(parse_pbp_row(row, now_ms=now))
-            except RowError as exc:
-                rejected.append({"index": i, "error": str(exc)})
+        plays = _each_row(body, parse_pbp_row, now, rejected)
     elif body and all(isinstance(r, dict) and "bookmakers" in r for r in body):
         rows = count_toa_rows(body)
         _check_rows(rows)
@@ -130,11 +129,7 @@ async def ingest(gw: Gateway, feeder: Feeder, kind: str, body: list[Any]) -> dic
         rejected = [{"index": i, "error": reason} for i, reason in errors]
     else:
         _rows_allowed(gw, feeder, len(body))
-        for i, row in enumerate(body):
-            try:
-                quotes.append(parse_flat_quote(row, now_ms=now))
-            except RowError as exc:
-                rejected.append({"index": i, "error": str(exc)})
+        quotes = _each_row(body, parse_flat_quote, now, rejected)
     accepted = len(quotes) + len(plays)
     if accepted == 0 and rejected:
         raise ApiError(422, "invalid_rows", f"all {len(rejected)} rows were rejected; nothing was stored",
@@ -142,6 +137,17 @@ async def ingest(gw: Gateway, feeder: Feeder, kind: str, body: list[Any]) -> dic
     if accepted:
         await gw.writer.submit_and_wait(quotes, plays, source=feeder.source if kind == "odds" else "push")
     return {"accepted": accepted, "rejected": rejected[:1000], "rejected_count": len(rejected)}
+
+
+def _each_row(body: list[Any], parse: Callable[..., T], now: int, rejected: list[dict[str, Any]]) -> list[T]:
+    """Each row parsed on its own: the good ones, in order; the bad ones go to `rejected`."""
+    out = []
+    for i, row in enumerate(body):
+        try:
+            out.append(parse(row, now_ms=now))
+        except RowError as exc:
+            rejected.append({"index": i, "error": str(exc)})
+    return out
 
 
 def _rows_allowed(gw: Gateway, feeder: Feeder, rows: int) -> None:

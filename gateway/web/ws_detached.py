@@ -28,7 +28,6 @@ import trio
 from wsproto.connection import ConnectionState
 
 from ..auth import Slot
-from ..core.frames import Frame
 from ..streaming import StreamSession, final_frame, heartbeat
 from .detached import DetachedConn
 from .direct import FINAL_FLUSH_S, DirectWriter, attach, nothing
@@ -218,21 +217,9 @@ async def _go_live(c: WsConnection, session: StreamSession, writer: DirectWriter
     while session.live and not writer.dead and session.sub is not None and session.sub.cut_reason is None:
         if attach(session, writer):
             return True
-        if await c.send_batch(_take_queued(session)):
+        if await c.send_batch(session.queued()):
             return True
     return False
-
-
-def _take_queued(session: StreamSession) -> list[Frame]:
-    """The frames queued for the session's subscriber, but those its replay already sent."""
-    assert session.sub is not None
-    queued: list[Frame] = []
-    while True:
-        try:
-            queued.append(session.sub.receive.receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel):
-            break
-    return [f for f in queued if f.seq is None or f.seq > session.cursor]
 
 
 async def _close(c: WsConnection, own: trio.socket.SocketType, frames: FrameReader,
