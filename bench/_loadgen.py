@@ -241,3 +241,35 @@ def dechunk(raw: bytes) -> bytes:
             return bytes(out)
         out += raw[eol + 2:eol + 2 + size]
         pos = eol + 4 + size
+
+
+def drop_stream_head(sport: str, key: str, last: int | None) -> bytes:
+    """An HTTP/1.0 request for a sport's drop stream (every drop, heartbeats each second),
+    resuming after `last` when given: the body is the raw SSE stream until the server closes."""
+    return (f"GET /v1/odds-drop/{sport}?threshold=1&heartbeat_s=1 HTTP/1.0\r\nHost: x\r\nX-API-Key: {key}\r\n"
+            + (f"Last-Event-ID: {last}\r\n" if last else "") + "\r\n").encode()
+
+
+@dataclass(slots=True)
+class StreamIds:
+    """What the churn and crash benches check of a drop stream read as it arrives: the ids of
+    its frames, in order, and how many `reset` frames came."""
+
+    ids: list[int]
+    resets: int = 0
+    _buf: bytes = b""
+    _body: bool = False
+
+    def feed(self, chunk: bytes) -> None:
+        self._buf += chunk
+        if not self._body:
+            if b"\r\n\r\n" not in self._buf:
+                return
+            self._buf = self._buf.split(b"\r\n\r\n", 1)[1]  # the response head
+            self._body = True
+        *events, self._buf = self._buf.split(b"\n\n")
+        for ev in events:
+            if ev.startswith(b"id: "):
+                self.ids.append(int(ev[4:ev.index(b"\n")]))
+            elif b'"reset"' in ev:
+                self.resets += 1

@@ -28,6 +28,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import HOST, SPORTS, free_port, write_config
+from bench._loadgen import StreamIds, drop_stream_head
 from bench.cluster_fanout import REDIS, _start
 from bench.resume_churn import _loadgen_proc
 from gateway.store import log_ids
@@ -54,28 +55,17 @@ def _client_proc(conn: Connection, ports: list[int], key: str, sports: list[str]
             except OSError:
                 await trio.sleep(0.1)
                 continue
-            head = (f"GET /v1/odds-drop/{sport}?threshold=1&heartbeat_s=1 HTTP/1.0\r\nHost: x\r\n"
-                    f"X-API-Key: {key}\r\nLast-Event-ID: {last}\r\n\r\n")
-            await stream.send_all(head.encode())
+            await stream.send_all(drop_stream_head(sport, key, last))
+            read, done = StreamIds(got), False
             with trio.move_on_after(rng.expovariate(1 / cut_mean_s) if not targets else 3600):
-                buf, body = b"", False
                 async for chunk in stream:
-                    buf += chunk
-                    if not body:
-                        if b"\r\n\r\n" not in buf:
-                            continue
-                        buf = buf.split(b"\r\n\r\n", 1)[1]
-                        body = True
-                    *events, buf = buf.split(b"\n\n")
-                    for ev in events:
-                        if ev.startswith(b"id: "):
-                            got.append(int(ev[4:ev.index(b"\n")]))
-                        elif b'"reset"' in ev:
-                            resets[0] += 1
-                    if targets and (got[-1] if got else start) >= targets.get(sport, 0):
-                        await stream.aclose()
-                        return
+                    read.feed(chunk)
+                    if done := bool(targets and (got[-1] if got else start) >= targets.get(sport, 0)):
+                        break
+            resets[0] += read.resets
             await stream.aclose()
+            if done:
+                return
             cuts[0] += 1
 
     async def main() -> None:

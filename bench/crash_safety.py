@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import SPORTS, Server, _gateway_cmd, start_server
+from _loadgen import StreamIds, drop_stream_head
 from resume_churn import _loadgen_proc
 
 from gateway.store import log_ids
@@ -47,15 +48,10 @@ def _follow(port: int, key: str, sport: str, last: int | None, seconds: float) -
     """Read the drop stream for `seconds` (or until the server dies); returns (ids, resets)."""
     import socket
 
-    ids: list[int] = []
-    resets = 0
+    read = StreamIds([])
     sock = socket.create_connection((HOST, port), timeout=seconds)
-    head = (f"GET /v1/odds-drop/{sport}?threshold=1&heartbeat_s=1 HTTP/1.0\r\nHost: x\r\nX-API-Key: {key}\r\n"
-            + (f"Last-Event-ID: {last}\r\n" if last else "") + "\r\n")
-    sock.sendall(head.encode())
+    sock.sendall(drop_stream_head(sport, key, last))
     deadline = time.monotonic() + seconds
-    buf = b""
-    body = False
     try:
         while time.monotonic() < deadline:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
@@ -65,23 +61,12 @@ def _follow(port: int, key: str, sport: str, last: int | None, seconds: float) -
                 break
             if not chunk:
                 break
-            buf += chunk
-            if not body:
-                if b"\r\n\r\n" not in buf:
-                    continue
-                buf = buf.split(b"\r\n\r\n", 1)[1]
-                body = True
-            *events, buf = buf.split(b"\n\n")
-            for ev in events:
-                if ev.startswith(b"id: "):
-                    ids.append(int(ev[4:ev.index(b"\n")]))
-                elif b'"reset"' in ev:
-                    resets += 1
+            read.feed(chunk)
     except OSError:
         pass
     finally:
         sock.close()
-    return ids, resets
+    return read.ids, read.resets
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import SPORTS, start_server
+from _loadgen import StreamIds, drop_stream_head
 
 from gateway.store import log_ids
 
@@ -46,30 +47,18 @@ def _client_proc(conn: Connection, port: int, key: str, sports: list[str], trans
         while True:
             last = got[-1] if got else None
             stream = await trio.open_tcp_stream(HOST, port)
-            head = (f"GET /v1/odds-drop/{sport}?threshold=1&heartbeat_s=1 HTTP/1.0\r\nHost: x\r\n"
-                    f"X-API-Key: {key}\r\n" + (f"Last-Event-ID: {last}\r\n" if last else "") + "\r\n")
-            await stream.send_all(head.encode())
+            await stream.send_all(drop_stream_head(sport, key, last))
             cut = not targets
+            read, done = StreamIds(got), False
             with trio.move_on_after(rng.expovariate(1 / cut_mean_s) if cut else 3600):
-                buf = b""
-                body = False
                 async for chunk in stream:
-                    buf += chunk
-                    if not body:
-                        if b"\r\n\r\n" not in buf:
-                            continue
-                        buf = buf.split(b"\r\n\r\n", 1)[1]
-                        body = True
-                    *events, buf = buf.split(b"\n\n")
-                    for ev in events:
-                        if ev.startswith(b"id: "):
-                            got.append(int(ev[4:ev.index(b"\n")]))
-                        elif b'"reset"' in ev:
-                            resets[0] += 1
-                    if targets and got and got[-1] >= targets.get(sport, 0):
-                        await stream.aclose()
-                        return
+                    read.feed(chunk)
+                    if done := bool(targets and got and got[-1] >= targets.get(sport, 0)):
+                        break
+            resets[0] += read.resets
             await stream.aclose()
+            if done:
+                return
             cuts[0] += 1
 
     async def ws_client(i: int, sport: str) -> None:
