@@ -17,7 +17,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,10 +27,9 @@ import httpx
 import pytest
 import trio
 
-from gateway.auth import create_key, revoke_key
-from gateway.config import config_from_dict
+from gateway.auth import revoke_key
 from gateway.store import Store, log_ids, max_seq
-from tests.processes import _banner_url, write_config
+from tests.processes import _banner_url, create_key_in, write_config
 
 REDIS_SERVER = shutil.which("redis-server") or next(
     (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if os.access(p, os.X_OK)), None)
@@ -182,12 +180,7 @@ class Cluster:
         return node
 
     def key(self, name: str, tier: str = "enterprise", scopes: tuple[str, ...] = ()) -> str:
-        cfg = config_from_dict(tomllib.loads(self.config.read_text()), base_dir=self.config.parent)
-        store = Store(str(self.db), readers=1)
-        try:
-            return store.write_fn_sync(lambda c: create_key(c, name=name, tier=tier, tiers=cfg.tiers, scopes=scopes))
-        finally:
-            store.close()
+        return create_key_in(self.config, self.db, name, tier, scopes)
 
     async def known(self, key: str, timeout_s: float = 2.0) -> None:
         """Wait until every edge knows `key` (the writer mirrors keys twice a second)."""

@@ -57,6 +57,16 @@ def _toml(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def create_key_in(config: Path, db: Path, name: str, tier: str = "enterprise", scopes: tuple[str, ...] = ()) -> str:
+    """A new key in the database `db` of a gateway running with `config` (its tiers), as the CLI makes one."""
+    cfg = config_from_dict(tomllib.loads(config.read_text()), base_dir=config.parent)
+    store = Store(str(db), readers=1)
+    try:
+        return store.write_fn_sync(lambda c: create_key(c, name=name, tier=tier, tiers=cfg.tiers, scopes=scopes))
+    finally:
+        store.close()
+
+
 class ServerProcess:
     def __init__(self, proc: subprocess.Popen[bytes], url: str, config: Path, db: Path, log: Path) -> None:
         self.proc, self.url, self.config, self.db, self.log = proc, url, config, db, log
@@ -67,12 +77,7 @@ class ServerProcess:
         return self.proc.pid
 
     def key(self, name: str, tier: str = "enterprise", scopes: tuple[str, ...] = ()) -> str:
-        cfg = config_from_dict(tomllib.loads(self.config.read_text()), base_dir=self.config.parent)
-        store = Store(str(self.db), readers=1)
-        try:
-            return store.write_fn_sync(lambda c: create_key(c, name=name, tier=tier, tiers=cfg.tiers, scopes=scopes))
-        finally:
-            store.close()
+        return create_key_in(self.config, self.db, name, tier, scopes)
 
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
